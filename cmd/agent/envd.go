@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentrun/agent/sandbox/envd"
+)
+
+func envdVersion() string { return envd.Version }
+
+func newEnvdCmd() *cobra.Command {
+	var (
+		listen, root, user, tokenEnv string
+		listenFD                     int
+		envs                         []string
+		maxUpload, maxRequest        int64
+	)
+	cmd := &cobra.Command{
+		Use:   "envd",
+		Short: "Run the in-sandbox daemon (E2B envd protocol)",
+		Long: `envd is the daemon inside every local sandbox: it serves the E2B envd protocol
+(Connect RPC filesystem and process services, HTTP /files and /health), so this tool,
+the official E2B and Novita SDKs, and cloud sandboxes all speak one protocol.
+
+Inside a sandbox it runs as PID 1 (reaping orphans, forwarding signals) and serves
+the sandbox's whole filesystem. Standalone, it serves a host directory as its world,
+as an ordinary process — for tests and for pointing the SDKs' debug mode at it:
+
+  agent envd --listen 127.0.0.1:49983 --root /tmp/world
+  E2B_DEBUG=true python -c 'from e2b import Sandbox; print(Sandbox.create().commands.run("echo hi"))'
+
+Standalone, commands run as host processes in the mapped directory; only file
+operations are confined to --root.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			env := map[string]string{}
+			for _, kv := range envs {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usageError("--env %q: want KEY=VALUE", kv)
+				}
+				env[k] = v
+			}
+			var ln net.Listener
+			var err error
+			switch {
+			case listenFD > 0 && listen != "":
+				return usageError("--listen and --listen-fd exclude each other")
+			case listenFD > 0:
+				f := os.NewFile(uintptr(listenFD), "envd-listener")
+				ln, err = net.FileListener(f)
+				f.Close()
+				if err != nil {
+					return usageError("--listen-fd %d is not a listening socket: %v", listenFD, err)
+				}
+			default:
+				if listen == "" {
+					listen = "127.0.0.1:49983"
+				}
+				ln, err = net.Listen("tcp", listen)
+				if err != nil {
+					return fmt.Errorf("listen on %s: %w", listen, err)
+				}
+			}
+			token := ""
+			if tokenEnv != "" {
+				token = os.Getenv(tokenEnv)
+				os.Unsetenv(tokenEnv)
+			}
+			srv, err := envd.New(envd.Config{
+				Root: root, AccessToken: token, DefaultUser: user, Env: env,
+				MaxUploadBytes: maxUpload, MaxRequestBytes: maxRequest, Logger: slog.Default(),
+			})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			slog.Info("envd serving", "addr", ln.Addr().String(), "root", root, "version", envd.Version)
+			return srv.Serve(cmd.Context(), ln)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "", "TCP address to serve (default 127.0.0.1:49983)")
+	f.IntVar(&listenFD, "listen-fd", 0, "serve an inherited listening socket on this file descriptor")
+	f.StringVar(&root, "root", "/", "directory served as the sandbox's world")
+	f.StringVar(&user, "user", "", `default user (default "user" when the world has it, else root)`)
+	f.StringVar(&tokenEnv, "access-token-env", "", "name of an environment variable holding the access token (read, then removed)")
+	f.StringArrayVar(&envs, "env", nil, "sandbox-wide environment variable KEY=VALUE (repeatable)")
+	f.Int64Var(&maxUpload, "max-upload-bytes", envd.DefaultMaxUploadBytes, "largest POST /files body")
+	f.Int64Var(&maxRequest, "max-request-bytes", envd.DefaultMaxRequestBytes, "largest RPC message")
+	return cmd
+}

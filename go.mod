@@ -1,0 +1,15 @@
+module github.com/agentrun/agent
+
+go 1.26.0
+
+require (
+	connectrpc.com/connect v1.21.1
+	github.com/spf13/cobra v1.10.2
+	golang.org/x/sys v0.50.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)
