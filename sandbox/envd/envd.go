@@ -33,8 +33,10 @@ import (
 )
 
 // Version is the envd protocol version this daemon reports. The SDKs gate features on it
-// (../shared reference §8); every feature gated at or below it is implemented.
-const Version = "0.5.7"
+// (../shared reference §8); every feature gated at or below it is implemented: octet-stream and
+// gzip uploads (0.5.7), X-Metadata-* file metadata (0.6.2), include_entry in watch events (0.6.3),
+// allow_network_mounts in watch requests (0.6.4).
+const Version = "0.6.4"
 
 // Defaults for Config's bounds.
 const (

@@ -521,3 +521,33 @@ func TestRoundTrip100MB(t *testing.T) {
 	}
 	t.Logf("allocated %d KB for 600 MB transferred", (after.TotalAlloc-before.TotalAlloc)>>10)
 }
+
+// mountSmall mounts a tiny tmpfs at world path p for the test.
+func mountSmall(t *testing.T, e *env, p, opts string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting tmpfs needs root")
+	}
+	dir := e.host(p)
+	must(t, os.MkdirAll(dir, 0o755))
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		t.Fatalf("mount tmpfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
+func TestUploadNoSpace(t *testing.T) {
+	e := newEnv(t, envd.Config{})
+	mountSmall(t, e, "/small", "size=64k,mode=0777")
+	big := strings.Repeat("x", 1<<20)
+	wantError(t, e.do(t, http.MethodPost, q("path", "/small/big"), strings.NewReader(big), map[string]string{"Content-Type": "application/octet-stream"}), 507)
+	wantError(t, e.upload(t, "", filePart("/small/bigm", big)), 507)
+	if ents, _ := os.ReadDir(e.host("/small")); len(ents) != 0 {
+		t.Errorf("partial files left: %v", ents)
+	}
+	entries(t, e.upload(t, "", filePart("/small/fits", "ok")))
+}

@@ -470,3 +470,19 @@ func TestNonUTF8Names(t *testing.T) {
 		}
 	}
 }
+
+func TestNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting tmpfs needs root")
+	}
+	e := newEnv(t)
+	dir := e.host("/small")
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "nr_inodes=3"))
+	t.Cleanup(func() { must(t, unix.Unmount(dir, unix.MNT_DETACH)) })
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		_, err = e.client.MakeDir(ctx(t), connect.NewRequest(&filesystem.MakeDirRequest{Path: fmt.Sprintf("/small/d%d", i)}))
+	}
+	wantCode(t, err, connect.CodeResourceExhausted)
+}
