@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -28,7 +29,10 @@ type Config struct {
 	// MaxUploadBytes bounds one POST /files request body, and separately what a gzip-encoded body
 	// may decompress to.
 	MaxUploadBytes int64
-	Logger         *slog.Logger
+	// AccessToken, when set, is what signed URLs are signed with. The server checks X-Access-Token
+	// before the handler; requests without it reach the handler only with a signature.
+	AccessToken string
+	Logger      *slog.Logger
 }
 
 // Handler serves /files. The request's user comes from users.FromContext.
@@ -60,8 +64,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
+		if err := h.authorize(r, "read", time.Now()); err != nil {
+			jsonError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
 		h.download(w, r, u)
 	case http.MethodPost:
+		if err := h.authorize(r, "write", time.Now()); err != nil {
+			jsonError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
 		h.upload(w, r, u)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
