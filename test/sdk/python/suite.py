@@ -178,6 +178,25 @@ class SdkSuite:
         finally:
             handle.stop()
 
+    def test_watch_dir_recursive(self, sbx, tdir):
+        sbx.files.make_dir(f"{tdir}/sub")
+        handle = sbx.files.watch_dir(tdir, recursive=True)
+        events = []
+
+        def seen():
+            events.extend(handle.get_new_events())
+            return any(e.name == "sub/deep.txt" and _value(e.type) == "create" for e in events)
+
+        try:
+            sbx.files.write(f"{tdir}/sub/deep.txt", "deep")
+            wait_for(seen, "create event for sub/deep.txt")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nevents: {[(ev.name, _value(ev.type)) for ev in events]}") from None
+        finally:
+            handle.stop()
+        with pytest.raises(self.binding.NotFoundException):
+            sbx.files.watch_dir(f"{tdir}/none")
+
     # ------------------------------------------------------------------ commands
 
     def test_run_foreground(self, sbx):
@@ -233,10 +252,12 @@ class SdkSuite:
         home = sbx.commands.run("pwd").stdout.strip()
         assert home.endswith(HOME), home
 
-        sbx.files.write(f"{tdir}/work/in.txt", "from-files-api")
+        # Set up with a command, so this test depends on the process service alone.
+        rel = rel_to_home(tdir)
+        sbx.commands.run(f"mkdir -p {rel}/work && echo in-work > {rel}/work/in.txt")
         pwd, content = sbx.commands.run("pwd; cat in.txt", cwd=f"{tdir}/work").stdout.split("\n")[:2]
         assert pwd.endswith(f"{tdir}/work"), pwd
-        assert content == "from-files-api"
+        assert content == "in-work"
 
         with pytest.raises(self.binding.InvalidArgumentException):
             sbx.commands.run("true", cwd=f"{tdir}/does-not-exist")
@@ -253,7 +274,7 @@ class SdkSuite:
         assert r.stdout == "bg-done\n"
 
     def test_list_shows_background_command(self, sbx, tdir):
-        sbx.files.make_dir(tdir)
+        sbx.commands.run(f"mkdir -p {rel_to_home(tdir)}")
         mark = secrets.token_hex(4)
         cmd = f"sleep 60 # {mark}"
         h = sbx.commands.run(cmd, background=True, envs={"MARK": mark}, cwd=tdir)

@@ -196,6 +196,25 @@ export function defineSuite(b) {
       }
     })
 
+    test('files.watchDir recursive reports paths relative to the watched dir; a missing dir is not found', T, async (t) => {
+      const dir = tdir(t, 'rwatch')
+      await sbx.files.makeDir(`${dir}/sub`)
+      const events = []
+      const handle = await sbx.files.watchDir(dir, (e) => events.push(e), { recursive: true, timeoutMs: 50_000 })
+      try {
+        await sbx.files.write(`${dir}/sub/deep.txt`, 'deep')
+        await waitFor(() => events.some((e) => e.name === 'sub/deep.txt' && e.type === 'create'), {
+          what: 'create event for sub/deep.txt',
+        })
+      } catch (e) {
+        e.message += `\nevents: ${JSON.stringify(events)}`
+        throw e
+      } finally {
+        await handle.stop()
+      }
+      await rejectsWith(sbx.files.watchDir(`${dir}/none`, () => {}), NotFoundError, 'watch a missing dir')
+    })
+
     // ---------------------------------------------------------------- commands
 
     test('commands.run in the foreground returns stdout, stderr and exit code', T, async () => {
@@ -258,12 +277,13 @@ export function defineSuite(b) {
       const home = (await sbx.commands.run('pwd')).stdout.trim()
       assert.ok(home.endsWith(HOME), `default cwd ${home}`)
 
+      // Set up with a command, so this test depends on the process service alone.
       const dir = tdir(t, 'cwd')
-      await sbx.files.write(`${dir}/work/in.txt`, 'from-files-api')
+      await sbx.commands.run(`mkdir -p ${relToHome(dir)}/work && echo in-work > ${relToHome(dir)}/work/in.txt`)
       const r = await sbx.commands.run('pwd; cat in.txt', { cwd: `${dir}/work` })
       const [pwd, content] = r.stdout.split('\n')
       assert.ok(pwd.endsWith(`${dir}/work`), `pwd ${pwd}`)
-      assert.equal(content, 'from-files-api')
+      assert.equal(content, 'in-work')
 
       await rejectsWith(sbx.commands.run('true', { cwd: `${dir}/does-not-exist` }), InvalidArgumentError, 'missing cwd')
     })
@@ -285,7 +305,7 @@ export function defineSuite(b) {
 
     test('commands.list shows a running background command with its config', T, async (t) => {
       const dir = tdir(t, 'list-proc')
-      await sbx.files.makeDir(dir)
+      await sbx.commands.run(`mkdir -p ${relToHome(dir)}`)
       const mark = randomBytes(4).toString('hex')
       const cmd = `sleep 60 # ${mark}`
       const h = await sbx.commands.run(cmd, { background: true, envs: { MARK: mark }, cwd: dir })
