@@ -10,6 +10,8 @@ commands use suffixes; in a real sandbox the same assertions hold exactly.
 A test module binds the suite to one SDK: `class TestX(SdkSuite): binding = Binding(...)`.
 """
 
+import io
+import os
 import re
 import secrets
 import threading
@@ -68,6 +70,24 @@ class SdkSuite:
 
         sbx.files.write(f"{tdir}/empty", "")
         assert sbx.files.read(f"{tdir}/empty") == ""
+
+    def test_octet_stream_gzip_stream_large(self, sbx, tdir):
+        text = "".join(f"line {i} ✓\n" for i in range(20000))
+        sbx.files.write(f"{tdir}/oct.txt", text, use_octet_stream=True)
+        assert sbx.files.read(f"{tdir}/oct.txt") == text
+        sbx.files.write(f"{tdir}/gz.txt", text, gzip=True)
+        assert sbx.files.read(f"{tdir}/gz.txt", gzip=True) == text
+        # A file object is uploaded as it is read.
+        sbx.files.write(f"{tdir}/fobj.txt", io.BytesIO(text.encode()))
+        assert sbx.files.read(f"{tdir}/fobj.txt") == text
+
+        streamed = b"".join(bytes(c) for c in sbx.files.read(f"{tdir}/gz.txt", format="stream"))
+        assert streamed.decode() == text
+
+        big = os.urandom(8 << 20)
+        sbx.files.write(f"{tdir}/big.bin", big)
+        assert bytes(sbx.files.read(f"{tdir}/big.bin", format="bytes")) == big
+        assert sbx.files.get_info(f"{tdir}/big.bin").size == len(big)
 
     def test_read_missing_is_not_found(self, sbx, tdir):
         with pytest.raises(self.binding.NotFoundException):

@@ -78,6 +78,27 @@ export function defineSuite(b) {
       assert.equal(await sbx.files.read(`${dir}/empty`), '')
     })
 
+    test('files: octet-stream and gzip uploads, gzip and stream downloads, a large file', T, async (t) => {
+      const dir = tdir(t, 'enc')
+      const text = Array.from({ length: 20000 }, (_, i) => `line ${i} ✓\n`).join('')
+      await sbx.files.write(`${dir}/oct.txt`, text, { useOctetStream: true })
+      assert.equal(await sbx.files.read(`${dir}/oct.txt`), text)
+      await sbx.files.write(`${dir}/gz.txt`, text, { gzip: true })
+      assert.equal(await sbx.files.read(`${dir}/gz.txt`, { gzip: true }), text)
+
+      const stream = await sbx.files.read(`${dir}/gz.txt`, { format: 'stream' })
+      const chunks = []
+      for await (const c of stream) chunks.push(Buffer.from(c))
+      assert.equal(Buffer.concat(chunks).toString('utf8'), text)
+
+      const big = randomBytes(8 << 20)
+      await sbx.files.write(`${dir}/big.bin`, big.buffer.slice(big.byteOffset, big.byteOffset + big.length))
+      const back = Buffer.from(await sbx.files.read(`${dir}/big.bin`, { format: 'bytes' }))
+      assert.equal(back.length, big.length)
+      assert.ok(back.equals(big), '8 MiB round trip differs')
+      assert.equal((await sbx.files.getInfo(`${dir}/big.bin`)).size, big.length)
+    })
+
     test('files.read of a missing file is a not-found error', T, async (t) => {
       const dir = tdir(t, 'missing')
       await rejectsWith(sbx.files.read(`${dir}/nope.txt`), NotFoundError, 'read missing file')
