@@ -19,7 +19,7 @@ from datetime import datetime
 
 import pytest
 
-from harness import HOME, Binding, create_sandbox, rel_to_home, release_sandbox, unique_dir, wait_for
+from harness import HOME, MODE, Binding, create_sandbox, rel_to_home, release_sandbox, unique_dir, wait_for
 
 
 def _value(enum_or_str) -> str:
@@ -92,6 +92,41 @@ class SdkSuite:
     def test_read_missing_is_not_found(self, sbx, tdir):
         with pytest.raises(self.binding.NotFoundException):
             sbx.files.read(f"{tdir}/nope.txt")
+
+    def test_paths_stay_inside_the_sandbox(self, sbx, tdir):
+        rel = rel_to_home(tdir)
+        target = f"/tmp/sdk-escape-{secrets.token_hex(4)}"
+        try:
+            sbx.commands.run(
+                f"mkdir -p {rel} && echo hi > {rel}/file.txt && ln -s /etc/passwd {rel}/pw && "
+                f"ln -s ../../../../../../../etc/group {rel}/grp && ln -s {target} {rel}/evil"
+            )
+            passwd = sbx.files.read("/etc/passwd")
+            assert re.search(r"^user:x:1000:", passwd, re.M)
+            assert sbx.files.read("/../../../etc/passwd") == passwd
+            assert sbx.files.read(f"{tdir}/pw") == passwd  # absolute symlink resolves in the sandbox
+            assert sbx.files.read(f"{tdir}/grp") == sbx.files.read("/etc/group")
+
+            # Writing through a symlink to an absolute path lands inside the sandbox.
+            sbx.files.write(f"{tdir}/evil", "through-link")
+            assert sbx.files.read(target) == "through-link"
+            if MODE == "debug":
+                # Standalone envd serves a host directory: the host path must be untouched.
+                escaped = os.path.lexists(target)
+                if escaped:
+                    os.remove(target)
+                assert not escaped, f"write through a symlink escaped to the host's {target}"
+        finally:
+            try:
+                sbx.files.remove(target)
+            except Exception:
+                pass
+
+        # Relative and ~ paths resolve against the user's home.
+        assert sbx.files.read(f"{rel}/file.txt") == "hi\n"
+        assert sbx.files.read(f"~/{rel}/file.txt") == "hi\n"
+        with pytest.raises(self.binding.InvalidArgumentException):
+            sbx.files.read(tdir)
 
     def test_write_files_multi(self, sbx, tdir):
         entries = [
@@ -278,6 +313,10 @@ class SdkSuite:
         pwd, content = sbx.commands.run("pwd; cat in.txt", cwd=f"{tdir}/work").stdout.split("\n")[:2]
         assert pwd.endswith(f"{tdir}/work"), pwd
         assert content == "in-work"
+        # Relative and ~ cwds resolve against the home.
+        for cwd in (f"{rel}/work", f"~/{rel}/work"):
+            p = sbx.commands.run("pwd", cwd=cwd).stdout.strip()
+            assert p.endswith(f"{tdir}/work"), (cwd, p)
 
         with pytest.raises(self.binding.InvalidArgumentException):
             sbx.commands.run("true", cwd=f"{tdir}/does-not-exist")

@@ -10,6 +10,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { existsSync, rmSync } from 'node:fs'
 
 import { MODE, HOME, createSandbox, releaseSandbox, uniqueDir, relToHome, waitFor, within } from './harness.js'
 
@@ -102,6 +103,39 @@ export function defineSuite(b) {
     test('files.read of a missing file is a not-found error', T, async (t) => {
       const dir = tdir(t, 'missing')
       await rejectsWith(sbx.files.read(`${dir}/nope.txt`), NotFoundError, 'read missing file')
+    })
+
+    test('file paths stay inside the sandbox: .., symlinks, relative and ~ paths', T, async (t) => {
+      const dir = tdir(t, 'paths')
+      const rel = relToHome(dir)
+      const target = `/tmp/sdk-escape-${randomBytes(4).toString('hex')}`
+      t.after(async () => {
+        await sbx.files.remove(target).catch(() => {})
+      })
+      await sbx.commands.run(
+        `mkdir -p ${rel} && echo hi > ${rel}/file.txt && ln -s /etc/passwd ${rel}/pw && ` +
+          `ln -s ../../../../../../../etc/group ${rel}/grp && ln -s ${target} ${rel}/evil`,
+      )
+      const passwd = await sbx.files.read('/etc/passwd')
+      assert.match(passwd, /^user:x:1000:/m)
+      assert.equal(await sbx.files.read('/../../../etc/passwd'), passwd)
+      assert.equal(await sbx.files.read(`${dir}/pw`), passwd, 'absolute symlink resolves in the sandbox')
+      assert.equal(await sbx.files.read(`${dir}/grp`), await sbx.files.read('/etc/group'), 'relative symlink')
+
+      // Writing through a symlink to an absolute path lands inside the sandbox.
+      await sbx.files.write(`${dir}/evil`, 'through-link')
+      assert.equal(await sbx.files.read(target), 'through-link')
+      if (MODE === 'debug') {
+        // Standalone envd serves a host directory: the host path must be untouched.
+        const escaped = existsSync(target)
+        if (escaped) rmSync(target, { force: true })
+        assert.equal(escaped, false, `write through a symlink escaped to the host's ${target}`)
+      }
+
+      // Relative and ~ paths resolve against the user's home.
+      assert.equal(await sbx.files.read(`${rel}/file.txt`), 'hi\n')
+      assert.equal(await sbx.files.read(`~/${rel}/file.txt`), 'hi\n')
+      await rejectsWith(sbx.files.read(dir), InvalidArgumentError, 'read a directory')
     })
 
     test('files.write with an array writes every file in one call, creating parents', T, async (t) => {
@@ -305,6 +339,11 @@ export function defineSuite(b) {
       const [pwd, content] = r.stdout.split('\n')
       assert.ok(pwd.endsWith(`${dir}/work`), `pwd ${pwd}`)
       assert.equal(content, 'in-work')
+      // Relative and ~ cwds resolve against the home.
+      for (const cwd of [`${relToHome(dir)}/work`, `~/${relToHome(dir)}/work`]) {
+        const p = (await sbx.commands.run('pwd', { cwd })).stdout.trim()
+        assert.ok(p.endsWith(`${dir}/work`), `cwd ${cwd}: pwd ${p}`)
+      }
 
       await rejectsWith(sbx.commands.run('true', { cwd: `${dir}/does-not-exist` }), InvalidArgumentError, 'missing cwd')
     })
