@@ -264,6 +264,21 @@ class SdkSuite:
         big = sbx.commands.run(f"seq 1 {n}")
         assert big.stdout == "".join(f"{i}\n" for i in range(1, n + 1))
 
+    def test_run_large_output(self, sbx):
+        streamed = [0]
+
+        def count(d):
+            streamed[0] += len(d)
+
+        r = sbx.commands.run(
+            'for i in $(seq 1 4); do head -c 4194304 /dev/zero | tr "\\0" "$i"; done', on_stdout=count
+        )
+        assert len(r.stdout) == 16 << 20
+        assert streamed[0] == 16 << 20
+        for i in range(4):
+            part = r.stdout[i * (4 << 20) : (i + 1) * (4 << 20)]
+            assert part == str(i + 1) * (4 << 20), f"part {i + 1} differs"
+
     def test_run_on_stdout_on_stderr(self, sbx):
         out, err = [], []
         r = sbx.commands.run(

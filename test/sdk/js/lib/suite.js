@@ -283,6 +283,19 @@ export function defineSuite(b) {
       assert.equal(big.stdout, Array.from({ length: n }, (_, i) => `${i + 1}\n`).join(''))
     })
 
+    test('commands.run: 16 MiB of output arrives complete and in order', T, async () => {
+      let streamed = 0
+      const r = await sbx.commands.run('for i in $(seq 1 4); do head -c 4194304 /dev/zero | tr "\\0" "$i"; done', {
+        onStdout: (d) => (streamed += d.length),
+      })
+      assert.equal(r.stdout.length, 16 << 20)
+      assert.equal(streamed, 16 << 20)
+      for (let i = 0; i < 4; i++) {
+        const part = r.stdout.slice(i * (4 << 20), (i + 1) * (4 << 20))
+        assert.ok(/^(\d)\1*$/.test(part) && part[0] === String(i + 1), `part ${i + 1} is not all '${i + 1}'`)
+      }
+    })
+
     test('commands.run delivers output to onStdout / onStderr as it comes', T, async () => {
       const out = []
       const err = []
