@@ -1,6 +1,6 @@
 // Package sandbox defines what the agent and the runner need from an isolated Linux machine: files,
 // commands and a lifecycle. Backends (local OCI containers, E2B/Novita cloud) implement it; the data
-// plane of every backend is the envd protocol, spoken by the client in sandbox/envd/client.
+// plane of every backend is the envd protocol, spoken by the client in sandbox/envdclient.
 package sandbox
 
 import (
