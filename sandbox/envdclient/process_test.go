@@ -402,10 +402,20 @@ func TestKeepaliveAndWatchdog(t *testing.T) {
 	c := e.client(t, quick)
 	ctx := ctxT(t, time.Minute)
 	// A command silent for longer than the idle limit lives on: envd's keepalives feed the watchdog.
+	qw, err := c.Watch(ctx, "/home/user", false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	res, err := c.Run(ctx, sandbox.Cmd{Shell: "sleep 5; echo awake"})
 	if err != nil || string(res.Stdout) != "awake\n" {
 		t.Fatalf("quiet command: %+v, %v", res, err)
 	}
+	// The watch was as quiet; it lives too.
+	if err := c.WriteFile(ctx, "/home/user/after-quiet", strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, qw, "after-quiet", sandbox.EventCreate, sandbox.EventWrite)
+	qw.Close()
 	// A frozen envd: the stream goes silent, the watchdog ends it, the probe finds envd unresponsive.
 	p, err := c.Start(ctx, sandbox.Cmd{Shell: "sleep 30"})
 	if err != nil {
