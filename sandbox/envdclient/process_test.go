@@ -21,14 +21,14 @@ func TestRun(t *testing.T) {
 	// Standalone envd runs commands as host processes in the world's directories, so the working
 	// directory is checked by its base name.
 	res, err := c.Run(ctx, sandbox.Cmd{
-		Shell:  `echo hello; echo oops >&2; echo "$FOO"; basename "$PWD"; id -un`,
+		Shell:  `echo hello; echo oops >&2; echo "$FOO"; basename "$PWD"; id -u`,
 		Env:    map[string]string{"FOO": "bar baz"},
 		Output: sandbox.Output{Stdout: out.add, Stderr: errOut.add},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "hello\nbar baz\nuser\nuser\n"; string(res.Stdout) != want {
+	if want := "hello\nbar baz\nuser\n1000\n"; string(res.Stdout) != want {
 		t.Fatalf("stdout %q, want %q", res.Stdout, want)
 	}
 	if string(res.Stderr) != "oops\n" || res.ExitCode != 0 || !res.Exited || res.PID == 0 || res.Truncated || res.TimedOut {
@@ -213,7 +213,7 @@ func TestStartConnectBackground(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Let the script go on.
-	if err := c.WriteFile(ctx, "/home/user/ready", strings.NewReader("go\n")); err != nil {
+	if _, err := c.Run(ctx, sandbox.Cmd{Shell: "touch ready"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, h := range []sandbox.Process{pt, pp} {
