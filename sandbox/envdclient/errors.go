@@ -169,5 +169,5 @@ func (c *Client) probeGone(op string, err error) error {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	c.log.Debug("envd is gone", "op", op, "err", err, "health", herr)
-	return fmt.Errorf("%s: %w (health check: %v)", op, &kindError{kind: sandbox.ErrGone, err: err}, herr)
+	return fmt.Errorf("%s: %w: %w (health check: %v)", op, sandbox.ErrGone, err, herr)
 }

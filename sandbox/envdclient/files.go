@@ -55,7 +55,7 @@ func (c *Client) silentError(op string) error {
 	if errors.Is(gone, sandbox.ErrGone) {
 		return gone
 	}
-	return fmt.Errorf("%s: %w", op, &kindError{kind: sandbox.ErrTimeout, err: err})
+	return fmt.Errorf("%s: %w: %w", op, sandbox.ErrTimeout, err)
 }
 
 // Open streams a file's content (GET /files). The reader stays valid until it is closed or ctx ends;
