@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func BenchmarkRunTrue(b *testing.B) {
 	e := startEnvd(b, envdOpts{})
 	c := e.client(b, nil)
 	ctx := context.Background()
-	for _, v := range runVariants(c) {
+	for _, v := range runVariants(c, e.hostPath("home/user")) {
 		b.Run(v.name, func(b *testing.B) {
 			for b.Loop() {
 				if err := v.run(ctx); err != nil {
@@ -89,14 +90,19 @@ type runVariant struct {
 	run  func(context.Context) error
 }
 
-func runVariants(c *Client) []runVariant {
+func runVariants(c *Client, home string) []runVariant {
 	// The bare fork+exec baseline comes first: the report's ratios are relative to it.
 	return []runVariant{
 		{"forkexec-true", func(ctx context.Context) error {
 			return exec.CommandContext(ctx, "/bin/true").Run()
 		}},
 		{"forkexec-bash-login", func(ctx context.Context) error {
-			return exec.CommandContext(ctx, "/bin/bash", "-l", "-c", "true").Run()
+			// As envd runs it: as the user, with the world's (empty) home, not the host's dotfiles.
+			cmd := exec.CommandContext(ctx, "/bin/bash", "-l", "-c", "true")
+			cmd.Env = []string{"HOME=" + home, "PATH=/usr/local/bin:/usr/bin:/bin", "USER=user", "LOGNAME=user"}
+			cmd.Dir = home
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 1000, Gid: 1000}}
+			return cmd.Run()
 		}},
 		{"envd-argv", func(ctx context.Context) error {
 			_, err := c.Run(ctx, sandbox.Cmd{Argv: []string{"/bin/true"}})
@@ -130,7 +136,7 @@ func TestLatencyReport(t *testing.T) {
 	fmt.Fprintf(&sb, "### envd client round trips (%d runs each, same machine, same run)\n\n", iters)
 	sb.WriteString("| operation | p50 | p99 | p50 vs fork+exec /bin/true |\n|---|---|---|---|\n")
 	var base time.Duration
-	for _, v := range runVariants(c) {
+	for _, v := range runVariants(c, e.hostPath("home/user")) {
 		lat := make([]time.Duration, 0, iters)
 		for range iters {
 			t0 := time.Now()
