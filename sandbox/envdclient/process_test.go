@@ -3,6 +3,7 @@ package envdclient
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -440,5 +441,31 @@ func TestKeepaliveAndWatchdog(t *testing.T) {
 	// Thawed, envd answers again.
 	if err := c.Health(ctx); err != nil {
 		t.Fatalf("Health after thaw: %v", err)
+	}
+}
+
+func TestConnectionReuse(t *testing.T) {
+	e := startEnvd(t, envdOpts{})
+	var dials atomic.Int32
+	addr := strings.TrimPrefix(e.URL, "http://")
+	c := e.client(t, func(cfg *Config) {
+		cfg.Dial = func(ctx context.Context) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	})
+	ctx := ctxT(t, time.Minute)
+	for range 20 {
+		if _, err := c.Run(ctx, sandbox.Cmd{Argv: []string{"/bin/true"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Processes(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Streams are read to their end-stream frame, so one keep-alive connection serves them all.
+	if n := dials.Load(); n > 2 {
+		t.Fatalf("%d connections for 40 sequential calls", n)
 	}
 }
