@@ -384,7 +384,8 @@ func (c *Client) Remove(ctx context.Context, path string) error {
 	return c.rpcError(ctx, op, err)
 }
 
-// entryFromProto converts envd's EntryInfo.
+// entryFromProto converts envd's EntryInfo. Size, Mode and ModTime are what envd reports (for a
+// symlink, envd may describe its target).
 func entryFromProto(e *filesystem.EntryInfo) sandbox.Entry {
 	out := sandbox.Entry{
 		Name:          e.GetName(),
@@ -399,6 +400,11 @@ func entryFromProto(e *filesystem.EntryInfo) sandbox.Entry {
 	}
 	if ts := e.GetModifiedTime(); ts != nil && ts.IsValid() {
 		out.ModTime = ts.AsTime()
+	}
+	// envd may report a symlink with its target's type; symlink_target is set only for symlinks, and
+	// sandbox.Entry describes the link itself.
+	if e.SymlinkTarget != nil {
+		out.Type = sandbox.TypeSymlink
 	}
 	return out
 }
