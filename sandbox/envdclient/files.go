@@ -370,7 +370,7 @@ func (c *Client) Move(ctx context.Context, from, to string) error {
 	return c.rpcError(ctx, op, err)
 }
 
-// Remove deletes a file or a directory tree.
+// Remove deletes a file or a directory tree; removing a missing path is not an error (envd).
 func (c *Client) Remove(ctx context.Context, path string) error {
 	op := "remove " + path
 	if err := checkPath(op, path); err != nil {
