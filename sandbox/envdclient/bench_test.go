@@ -83,7 +83,7 @@ func download(ctx context.Context, c *Client, path string, size int64) error {
 	return err
 }
 
-func sizeName(n int64) string { return strconv.FormatInt(n>>20, 10) + "MB" }
+func sizeName(n int64) string { return strconv.FormatInt(n>>20, 10) + "MiB" }
 
 type runVariant struct {
 	name string
@@ -176,7 +176,7 @@ func TestLatencyReport(t *testing.T) {
 			lat  []time.Duration
 		}{{"upload", up}, {"download", down}} {
 			p50 := percentile(m.lat, 50)
-			fmt.Fprintf(&sb, "| %s %s | %d | %s | %.0f MB/s | %s |\n", m.name, sizeName(size), runs, round(p50),
+			fmt.Fprintf(&sb, "| %s %s | %d | %s | %.0f MiB/s | %s |\n", m.name, sizeName(size), runs, round(p50),
 				float64(size)/(1<<20)/p50.Seconds(), round(percentile(m.lat, 99)))
 		}
 	}
