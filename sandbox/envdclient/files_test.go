@@ -674,3 +674,47 @@ func TestMalformedRequests(t *testing.T) {
 
 // syscallStat is the owner of a host path.
 type syscallStat struct{ uid, gid uint32 }
+
+func TestPollWatch(t *testing.T) {
+	e := startEnvd(t, envdOpts{})
+	c := e.client(t, nil)
+	ctx := ctxT(t, time.Minute)
+	if err := c.MakeDir(ctx, "/home/user/pw/sub"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.PollWatch(ctx, "/home/user/pw", true, 50*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFile(ctx, "/home/user/pw/sub/a.txt", strings.NewReader("a")); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, w, "sub/a.txt", sandbox.EventCreate, sandbox.EventWrite)
+	if err := c.Move(ctx, "/home/user/pw/sub/a.txt", "/home/user/pw/b.txt"); err != nil {
+		t.Fatal(err)
+	}
+	expectEvent(t, w, "sub/a.txt", sandbox.EventRename, sandbox.EventRemove)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range w.Events() {
+	}
+	if err := w.Err(); err != nil {
+		t.Fatalf("Err after Close = %v", err)
+	}
+	if _, err := c.PollWatch(ctx, "/home/user/nowhere", false, 0); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Fatalf("poll-watch a missing dir: %v, want ErrNotFound", err)
+	}
+	// Ending the context ends the watch and says why.
+	wctx, cancel := context.WithCancel(ctx)
+	w2, err := c.PollWatch(wctx, "/home/user/pw", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range w2.Events() {
+	}
+	if err := w2.Err(); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Err after cancel = %v", err)
+	}
+}
