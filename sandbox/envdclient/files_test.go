@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
+
 	"github.com/agentrun/agent/sandbox"
+	"github.com/agentrun/agent/sandbox/envd/spec/filesystem"
 )
 
 func TestWriteFileAndOpen(t *testing.T) {
@@ -701,6 +704,11 @@ func TestPollWatch(t *testing.T) {
 	}
 	if err := w.Err(); err != nil {
 		t.Fatalf("Err after Close = %v", err)
+	}
+	// Close removed the watcher from envd.
+	_, err = c.fs.GetWatcherEvents(ctx, connect.NewRequest(&filesystem.GetWatcherEventsRequest{WatcherId: w.(*pollWatcher).id}))
+	if connect.CodeOf(err) != connect.CodeNotFound {
+		t.Fatalf("watcher still known to envd after Close: %v", err)
 	}
 	if _, err := c.PollWatch(ctx, "/home/user/nowhere", false, 0); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("poll-watch a missing dir: %v, want ErrNotFound", err)
