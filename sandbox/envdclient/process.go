@@ -109,7 +109,9 @@ func (c *Client) start(ctx context.Context, op string, cmd sandbox.Cmd) (*proc, 
 	req := connect.NewRequest(msg)
 	c.setUser(req.Header(), cmd.User)
 	if cmd.Timeout > 0 {
-		req.Header().Set("Connect-Timeout-Ms", strconv.FormatInt(max(cmd.Timeout.Milliseconds(), 1), 10))
+		// Connect allows at most 10 digits (about 115 days).
+		ms := min(max(cmd.Timeout.Milliseconds(), 1), 9_999_999_999)
+		req.Header().Set("Connect-Timeout-Ms", strconv.FormatInt(ms, 10))
 	}
 	t0 := time.Now()
 	st, err := openStream(c, ctx, c.proc.Start, req)
