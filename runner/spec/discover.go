@@ -52,14 +52,15 @@ func isSpecName(name string) bool {
 // A name that does not exist, or a glob or directory that yields no spec, is an error.
 func Discover(ctx context.Context, args []string) ([]Candidate, error) {
 	var out []Candidate
-	seen := map[string]bool{}
+	seen := map[string]int{} // absolute path → index in out
 	var errs ErrorList
 	add := func(p string, named bool) {
 		abs := mustAbs(p)
-		if seen[abs] {
+		if i, dup := seen[abs]; dup {
+			out[i].Named = out[i].Named || named
 			return
 		}
-		seen[abs] = true
+		seen[abs] = len(out)
 		out = append(out, Candidate{Path: p, Named: named})
 	}
 	for _, arg := range args {

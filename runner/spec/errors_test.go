@@ -42,7 +42,10 @@ func errAt(t *testing.T, err error, file string, line, col int, substr string) {
 	}
 	for _, e := range asErrorList(err) {
 		if e.Line == line && e.Column == col && strings.Contains(e.Msg, substr) {
-			prefix := fmt.Sprintf("%s:%d:", file, line)
+			prefix := file + ":"
+			if line > 0 {
+				prefix += fmt.Sprintf("%d:", line)
+			}
 			if col > 0 {
 				prefix += fmt.Sprintf("%d:", col)
 			}
@@ -205,7 +208,7 @@ func TestSeedBounds(t *testing.T) {
 	})
 	lim := ReadLimits{MaxFileBytes: 1000, MaxTotalBytes: 1500, MaxFiles: 3}
 	_, err := LoadSpec(filepath.Join(dir, "big.yaml"), Options{ReadLimits: lim})
-	errAt(t, err, filepath.Join(dir, "big.yaml"), 3, 11, "seed/b.txt is 2000, larger than the 1000")
+	errAt(t, err, filepath.Join(dir, "big.yaml"), 3, 11, "seed/b.txt is 2kB, larger than the 1kB")
 	_, err = LoadSpec(filepath.Join(dir, "total.yaml"), Options{ReadLimits: lim})
 	errAt(t, err, filepath.Join(dir, "total.yaml"), 4, 5, "seed files exceed 1500 in total")
 	lim.MaxFileBytes = 5000

@@ -79,7 +79,7 @@ type Command struct {
 // CheckEntry is one check as written: a command (run) or a file (file).
 type CheckEntry struct {
 	Name           *string   `yaml:"name,omitempty" doc:"Label shown in reports. Default: the command or the file path."`
-	Run            *string   `yaml:"run" doc:"Shell command run with bash in the workdir after the agent; passes when its exit code is exit and its stdout matches the stdout fields."`
+	Run            *string   `yaml:"run,omitempty" doc:"Shell command run with bash in the workdir after the agent; passes when its exit code is exit and its stdout matches the stdout fields."`
 	Exit           *int      `yaml:"exit,omitempty" min:"0" max:"255" doc:"Expected exit code of run. Default: 0."`
 	Stdout         *string   `yaml:"stdout,omitempty" doc:"Expected stdout of run, exactly (including the final newline)."`
 	StdoutContains *string   `yaml:"stdout_contains,omitempty" doc:"Text the stdout of run must contain."`

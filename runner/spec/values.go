@@ -126,20 +126,22 @@ func (x *Size) unmarshalYAML(d *decoder, n *yaml.Node) bool {
 	return true
 }
 
-// String formats the size with the largest binary unit that divides it.
+// String formats the size as FormatSize does.
 func (x Size) String() string { return FormatSize(int64(x)) }
 
-// FormatSize formats bytes with the largest binary unit that divides them exactly.
+// FormatSize formats bytes with the unit, binary or decimal, that divides them exactly into the
+// smallest number: 1073741824 is 1GiB, 2000000000 is 2GB, 1000 is 1kB, 1023 stays 1023.
 func FormatSize(v int64) string {
+	best, bestN := "", v
 	for _, u := range []struct {
 		name string
 		mult int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if v >= u.mult && v%u.mult == 0 {
-			return strconv.FormatInt(v/u.mult, 10) + u.name
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"kB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}} {
+		if v >= u.mult && v%u.mult == 0 && v/u.mult < bestN {
+			best, bestN = u.name, v/u.mult
 		}
 	}
-	return strconv.FormatInt(v, 10)
+	return strconv.FormatInt(bestN, 10) + best
 }
 
 // Keep says which task sandboxes are kept (paused) after a run for inspection.
@@ -491,7 +493,7 @@ func (x *Network) unmarshalYAML(d *decoder, n *yaml.Node) bool {
 // MarshalYAML writes the duration as Go formats it ("10m0s").
 func (x Duration) MarshalYAML() (any, error) { return x.String(), nil }
 
-// MarshalYAML writes the size with a binary unit when one divides it.
+// MarshalYAML writes the size as FormatSize does.
 func (x Size) MarshalYAML() (any, error) { return x.String(), nil }
 
 // MarshalYAML writes the pattern's source.
