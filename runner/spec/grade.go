@@ -74,6 +74,9 @@ func (c *Check) NeedsContent() bool {
 
 // describeDiff says where got first differs from want, in one line.
 func describeDiff(got, want []byte) string {
+	if len(got) == 0 {
+		return "is empty, want " + quote(string(want))
+	}
 	gl := strings.SplitAfter(string(got), "\n")
 	wl := strings.SplitAfter(string(want), "\n")
 	for i := 0; i < len(gl) || i < len(wl); i++ {

@@ -59,6 +59,9 @@ func marshalSchema(s map[string]any) ([]byte, error) {
 }
 
 func typeSchema(t reflect.Type) map[string]any {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	if t.Implements(reflect.TypeOf((*jsonSchemaer)(nil)).Elem()) {
 		return reflect.Zero(t).Interface().(jsonSchemaer).jsonSchema()
 	}
@@ -66,8 +69,6 @@ func typeSchema(t reflect.Type) map[string]any {
 		return reflect.New(t).Interface().(jsonSchemaer).jsonSchema()
 	}
 	switch t.Kind() {
-	case reflect.Pointer:
-		return typeSchema(t.Elem())
 	case reflect.String:
 		return map[string]any{"type": "string"}
 	case reflect.Bool:

@@ -119,6 +119,7 @@ func TestGrade(t *testing.T) {
 		{Check{Kind: CheckRun, Stdout: str("1\n2\nFizz\n")}, 0, "1\n2\nfizz\n", false, `stdout differs at line 3: got "fizz\n", want "Fizz\n"`},
 		{Check{Kind: CheckRun, Stdout: str("1\n2\n")}, 0, "1\n2", false, `stdout differs at line 2: got "2", want "2\n"`},
 		{Check{Kind: CheckRun, Stdout: str("1\n2\n")}, 0, "1\n", false, `stdout ends before line 2, want "2\n"`},
+		{Check{Kind: CheckRun, Stdout: str("1\n")}, 0, "", false, `stdout is empty, want "1\n"`},
 		{Check{Kind: CheckRun, Stdout: str("1\n")}, 0, "1\n2\n", false, `stdout has extra line 2: "2\n"`},
 		{Check{Kind: CheckRun, StdoutContains: str("OK")}, 0, "Ran 3 tests\nOK\n", false, ""},
 		{Check{Kind: CheckRun, StdoutContains: str("OK")}, 0, "FAILED", false, `stdout does not contain "OK"`},
