@@ -126,6 +126,7 @@ func TestSpecErrors(t *testing.T) {
 		{"setup wrong type", "prompt: x\nsetup: [[ls]]\n", nil, 2, 9, "want a command string or {run, timeout}"},
 		{"setup unknown field", "prompt: x\nsetup:\n  - run: ls\n    timout: 5s\n", nil, 4, 5, `setup[0]: unknown field "timout"`},
 		{"network word", "prompt: x\nnetwork: everything\n", nil, 2, 10, `invalid network "everything"`},
+		{"network domain", "prompt: x\nnetwork: pypi.org\n", nil, 2, 10, "write network: {allow: [pypi.org]}"},
 		{"network list", "prompt: x\nnetwork: [example.com]\n", nil, 2, 10, "want none, internet or {allow"},
 		{"network empty allow", "prompt: x\nnetwork: {allow: []}\n", nil, 2, 18, "empty allow list"},
 		{"network star", "prompt: x\nnetwork:\n  allow: [\"*\"]\n", nil, 3, 11, "use network: internet"},

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/netip"
@@ -11,8 +12,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 const fullSpec = `# yaml-language-server: $schema=../schema.json
@@ -352,7 +351,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := yaml.Marshal(sf)
+	out, err := FormatSpec(sf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +359,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-parsing the marshalled spec: %v\n%s", err, out)
 	}
-	out2, err := yaml.Marshal(sf2)
+	out2, err := FormatSpec(sf2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,5 +587,54 @@ func TestSelector(t *testing.T) {
 		if _, err := NewSelector(bad[0], bad[1]); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+}
+
+func TestFormatKeepsMeaning(t *testing.T) {
+	// Cases yaml.Marshal gets wrong: an empty list that means "none", strings starting with
+	// newlines or spaces, strings that look like other types.
+	src := `prompt: "\n\n  indented first line\nsecond\n"
+artifacts: []
+env: {A: "1", B: "true", C: " x", D: "a\tb"}
+checks:
+  - run: "echo 'a: b'"
+    stdout: "\nOK"
+  - file: "- x"
+    equals: ""
+setup: ["null", {run: "~", timeout: 1h}]
+limits: {max_cost: 0.00001, cpus: 2}
+network: {allow: ["*.example.com"]}
+files: [{path: a, content: "#!/bin/sh\n", mode: "0755"}]
+`
+	sf, err := ParseSpec("a.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := FormatSpec(sf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf2, err := ParseSpec("b.yaml", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	out2, _ := FormatSpec(sf2)
+	if !bytes.Equal(out, out2) {
+		t.Fatalf("not a fixed point:\n%s---\n%s", out, out2)
+	}
+	if sf2.Prompt != sf.Prompt || sf2.Artifacts == nil || len(sf2.Artifacts) != 0 || *sf2.Checks[0].Stdout != "\nOK" ||
+		*sf2.Checks[1].File != "- x" || *sf2.Checks[1].Equals != "" || sf2.Setup[0].Run != "null" || sf2.Setup[1].Run != "~" ||
+		*sf2.Limits.MaxCost != 0.00001 || !reflect.DeepEqual(sf2.Env, sf.Env) || sf2.Network.Domains[0] != "*.example.com" ||
+		*sf2.Files[0].Mode != 0o755 {
+		t.Errorf("changed through FormatSpec:\n%s", out)
+	}
+	cfg := &Config{Common: Common{Limits: &LimitsFile{Memory: Ptr(Size(3 << 29))}, Keep: Ptr(KeepAll)}, Concurrency: Ptr(3)}
+	out, err = FormatConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseConfig("agent.yaml", out)
+	if err != nil || *back.Limits.Memory != 3<<29 || *back.Keep != KeepAll || *back.Concurrency != 3 {
+		t.Errorf("config round trip: %v\n%s", err, out)
 	}
 }

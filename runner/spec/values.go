@@ -394,6 +394,9 @@ func (x *Network) add(e string) error {
 			return fmt.Errorf("invalid domain %q: labels are letters, digits and inner hyphens, 1 to 63 characters", clip(e, 60))
 		}
 	}
+	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+		return fmt.Errorf("domain %q: a top-level domain is never all digits (write IP addresses without a trailing dot)", clip(e, 60))
+	}
 	if wildcard {
 		host = "*." + host
 	}
@@ -429,7 +432,11 @@ func (x *Network) unmarshalYAML(d *decoder, n *yaml.Node) bool {
 			*x = Network{Mode: NetworkMode(n.Value)}
 			return true
 		}
-		d.errorf(n, "invalid network %q: want %s", clip(n.Value, 60), want)
+		hint := ""
+		if strings.Contains(n.Value, ".") || strings.Contains(n.Value, ":") {
+			hint = fmt.Sprintf("; to allow only it, write network: {allow: [%s]}", clip(n.Value, 60))
+		}
+		d.errorf(n, "invalid network %q: want %s%s", clip(n.Value, 60), want, hint)
 		return false
 	case yaml.MappingNode:
 		out := Network{Mode: NetworkAllow}

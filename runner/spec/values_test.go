@@ -65,7 +65,7 @@ func TestParseNetwork(t *testing.T) {
 	}
 	for in, msg := range map[string]string{
 		"all": "invalid network", "allow:": "empty allow-list entry", "allow:*": "use network: internet", "allow:::/0": "allows every address",
-		"allow:fe80::1%eth0": "zones", "allow:-a.com": "invalid domain", "allow:" + strings.Repeat("a", 64) + ".com": "invalid domain", "allow:a.b*.com": "wildcard",
+		"allow:fe80::1%eth0": "zones", "allow:-a.com": "invalid domain", "allow:" + strings.Repeat("a", 64) + ".com": "invalid domain", "allow:a.b*.com": "wildcard", "allow:0.0.0.0.": "never all digits",
 	} {
 		if _, err := ParseNetwork(in); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("%q: %v, want %q", in, err, msg)
