@@ -15,13 +15,13 @@ func sample() *Transcript {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	zero, cost := 0, 0.0012
 	return &Transcript{
-		Schema:   Version,
-		ID:       "0123456789abcdef",
-		Task:     Task{Name: "hello", Prompt: "write hello.txt", System: "You are a coding agent."},
-		Model:    "novita:qwen/qwen3-coder-30b-a3b-instruct",
-		Provider: Provider{Name: "novita", BaseURL: "https://api.novita.ai/openai", Streaming: true},
-		Tools:    []Tool{{Name: "read_file", Description: "Read contents of a file inside the sandbox", Parameters: json.RawMessage(`{"type":"object"}`)}},
-		Limits:   Limits{MaxSteps: 30, TimeoutMS: 600000},
+		Schema:    Version,
+		ID:        "0123456789abcdef",
+		Task:      Task{Name: "hello", Prompt: "write hello.txt", System: "You are a coding agent."},
+		Model:     "novita:qwen/qwen3-coder-30b-a3b-instruct",
+		Provider:  Provider{Name: "novita", BaseURL: "https://api.novita.ai/openai", Streaming: true},
+		Tools:     []Tool{{Name: "read_file", Description: "Read contents of a file inside the sandbox", Parameters: json.RawMessage(`{"type":"object"}`)}},
+		Limits:    Limits{MaxSteps: 30, TimeoutMS: 600000},
 		StartedAt: t0, EndedAt: t0.Add(3 * time.Second), DurationMS: 3000,
 		End:   End{Reason: ReasonCompleted},
 		Steps: 2,
