@@ -149,11 +149,13 @@ type Info struct {
 	Streaming bool
 	// ReplayOf names the recorded transcript a replay provider plays back.
 	ReplayOf string
-	// ReplayModel is the model of the recorded transcript.
+	// ReplayModel and ReplayID are the model and id of the recorded transcript.
 	ReplayModel string
+	ReplayID    string
 }
 
-// Provider answers model calls. Implementations are safe for concurrent use by many tasks.
+// Provider answers model calls. OpenAI is safe for concurrent use by many tasks; a Replay plays
+// back one conversation.
 type Provider interface {
 	// Complete makes one model call, retrying transient failures. Failures are *Error, or the
 	// context's error when ctx ended.

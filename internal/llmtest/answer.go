@@ -30,7 +30,7 @@ func answerOf(sc *Scenario, t *Turn, step, requestBytes int) *answer {
 	a := &answer{content: t.Content, finish: t.FinishReason}
 	for i, c := range t.ToolCalls {
 		id := c.ID
-		if id == "" {
+		if id == "" && !c.NoID {
 			id = fmt.Sprintf("call_%d_%d", step, i)
 		}
 		a.calls = append(a.calls, wireCall{id: id, name: c.Name, args: c.arguments()})
@@ -75,10 +75,9 @@ func (a *answer) completion(id, model string) map[string]any {
 	if len(a.calls) > 0 {
 		var calls []map[string]any
 		for _, c := range a.calls {
-			calls = append(calls, map[string]any{
-				"id": c.id, "type": "function",
-				"function": map[string]any{"name": c.name, "arguments": c.args},
-			})
+			calls = append(calls, withID(map[string]any{
+				"type": "function", "function": map[string]any{"name": c.name, "arguments": c.args},
+			}, c.id))
 		}
 		msg["tool_calls"] = calls
 	}
@@ -154,8 +153,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sc *Scenario, t 
 			if shape == ShapeWholeSameIndex {
 				idx = 0
 			}
-			if !send(callDelta(idx, map[string]any{"id": c.id, "type": "function",
-				"function": map[string]any{"name": c.name, "arguments": c.args}}), nil) {
+			if !send(callDelta(idx, withID(map[string]any{"type": "function",
+				"function": map[string]any{"name": c.name, "arguments": c.args}}, c.id)), nil) {
 				return
 			}
 		}
@@ -171,8 +170,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sc *Scenario, t 
 		}
 		if interleave {
 			for i, c := range a.calls {
-				if !send(callDelta(i, map[string]any{"id": c.id, "type": "function",
-					"function": map[string]any{"name": c.name, "arguments": ""}}), nil) {
+				if !send(callDelta(i, withID(map[string]any{"type": "function",
+					"function": map[string]any{"name": c.name, "arguments": ""}}, c.id)), nil) {
 					return
 				}
 			}
@@ -210,8 +209,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sc *Scenario, t 
 
 func (s *Server) sendCall(send func([]map[string]any, map[string]any) bool,
 	callDelta func(int, map[string]any) []map[string]any, i int, c wireCall, pieces []string) bool {
-	if !send(callDelta(i, map[string]any{"id": c.id, "type": "function",
-		"function": map[string]any{"name": c.name, "arguments": ""}}), nil) {
+	if !send(callDelta(i, withID(map[string]any{"type": "function",
+		"function": map[string]any{"name": c.name, "arguments": ""}}, c.id)), nil) {
 		return false
 	}
 	for _, p := range pieces {
@@ -238,4 +237,12 @@ func split(s string, n int) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// withID adds an "id" field unless the call has none.
+func withID(m map[string]any, id string) map[string]any {
+	if id != "" {
+		m["id"] = id
+	}
+	return m
 }
