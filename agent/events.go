@@ -41,7 +41,7 @@ type Event struct {
 	// ToolCall is the call of a tool event or a streamed call fragment.
 	ToolCall *transcript.ToolCall `json:"tool_call,omitempty"`
 	// ToolCalls are the calls of an assistant event.
-	ToolCalls []transcript.ToolCall    `json:"tool_calls,omitempty"`
+	ToolCalls []transcript.ToolCall     `json:"tool_calls,omitempty"`
 	Tool      *transcript.ToolExecution `json:"tool,omitempty"`
 	Call      *transcript.ModelCall     `json:"call,omitempty"`
 	Retry     *transcript.Retry         `json:"retry,omitempty"`

@@ -92,7 +92,7 @@ type ToolCall struct {
 	// ID defaults to call_<step>_<i> (step counted from 0).
 	ID string `yaml:"id,omitempty" json:"id,omitempty"`
 	// NoID sends the call without an id, as some endpoints do.
-	NoID bool `yaml:"no_id,omitempty" json:"no_id,omitempty"`
+	NoID bool   `yaml:"no_id,omitempty" json:"no_id,omitempty"`
 	Name string `yaml:"name" json:"name"`
 	// Arguments is the raw argument text, sent as is: it may be malformed on purpose.
 	Arguments string `yaml:"arguments,omitempty" json:"arguments,omitempty"`
