@@ -442,3 +442,31 @@ func TestPrices(t *testing.T) {
 		}
 	}
 }
+
+func TestObservers(t *testing.T) {
+	srv := llmtest.Start(t, &llmtest.Scenario{Name: "m", Turns: []llmtest.Turn{
+		{Content: "Looking.", ToolCalls: []llmtest.ToolCall{{Name: "nope", Args: map[string]any{"x": "y"}}}},
+		{Content: "All done."},
+	}})
+	var text, jsonl strings.Builder
+	to, jo := TextObserver(&text, 3), JSONLObserver(&jsonl, false)
+	_, err := Run(context.Background(), Task{Name: "obs", Prompt: "p", Model: "m"}, nil, scripted(t, srv, nil),
+		*noSandbox(&Options{Observer: func(e Event) { to(e); jo(e) }}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "── step 1 ──\nLooking.\n→ nope {\"x\":\"y\"}\n  Error: unknown tool \"nope\"."
+	if !strings.HasPrefix(text.String(), want) || !strings.Contains(text.String(), "All done.\n■ completed after 2 steps") {
+		t.Errorf("text view:\n%s", text.String())
+	}
+	lines := strings.Split(strings.TrimSpace(jsonl.String()), "\n")
+	for _, l := range lines {
+		var e Event
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.Type == EventDelta || e.Task != "obs" {
+			t.Errorf("jsonl line %q: %v", l, err)
+		}
+	}
+	if len(lines) != 8 {
+		t.Errorf("%d jsonl events:\n%s", len(lines), jsonl.String())
+	}
+}

@@ -209,3 +209,38 @@ func TestLimiterWaitsInOrderAndHonoursContext(t *testing.T) {
 		t.Errorf("in flight %d", l.InFlight())
 	}
 }
+
+func TestOpen(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	cases := []struct {
+		model    string
+		cfg      Config
+		provider string
+		base     string
+		err      error
+	}{
+		{"novita:qwen/qwen3-coder-30b-a3b-instruct", Config{Getenv: env(map[string]string{"NOVITA_API_KEY": "k"})}, "novita", "https://api.novita.ai/openai", nil},
+		{"qwen/qwen3-coder-30b-a3b-instruct", Config{Getenv: env(map[string]string{"NOVITA_API_KEY": "k", "OPENAI_API_KEY": "k"})}, "novita", "https://api.novita.ai/openai", nil},
+		{"gpt-4o", Config{Getenv: env(map[string]string{"OPENAI_API_KEY": "k"})}, "openai", "https://api.openai.com/v1", nil},
+		{"m", Config{BaseURL: "http://127.0.0.1:9/v1", Getenv: env(nil)}, "custom", "http://127.0.0.1:9/v1", nil},
+		{"custom:m", Config{BaseURL: "http://127.0.0.1:9/v1", Getenv: env(nil)}, "custom", "http://127.0.0.1:9/v1", nil},
+		{"ollama:llama3:8b", Config{Getenv: env(nil)}, "ollama", "http://localhost:11434/v1", nil},
+		{"m", Config{Getenv: env(nil)}, "", "", ErrNoProvider},
+		{"openai:gpt-4o", Config{Getenv: env(nil)}, "", "", ErrMissingAPIKey},
+	}
+	for _, c := range cases {
+		p, ref, err := Open(c.model, c.cfg)
+		if c.err != nil {
+			if !errors.Is(err, c.err) {
+				t.Errorf("Open(%s) err = %v, want %v", c.model, err, c.err)
+			}
+			continue
+		}
+		if err != nil || ref.Provider != c.provider || p.Info().BaseURL != c.base || p.Info().Name != c.provider {
+			t.Errorf("Open(%s) = %+v %+v %v", c.model, p.Info(), ref, err)
+		}
+	}
+	if _, _, err := Open("replay:/nonexistent/t.json", Config{}); err == nil {
+		t.Error("replay of a missing file opened")
+	}
+}
