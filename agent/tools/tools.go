@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"path"
 	"sort"
 	"strings"
@@ -28,7 +29,6 @@ type Sandbox interface {
 	WriteFile(ctx context.Context, path string, data io.Reader) error
 	WriteFiles(ctx context.Context, files []sandbox.File) error
 	List(ctx context.Context, path string, depth int) ([]sandbox.Entry, error)
-	Run(ctx context.Context, cmd sandbox.Cmd) (*sandbox.Result, error)
 	Start(ctx context.Context, cmd sandbox.Cmd) (sandbox.Process, error)
 }
 
@@ -419,22 +419,9 @@ func (s *Set) runCommands(ctx context.Context, raw string) Result {
 		Stdout: func(b []byte) { stdout.Write(b) },
 		Stderr: func(b []byte) { stderr.Write(b) },
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout+killGrace)
-	defer cancel()
-	res, err := s.sb.Run(cctx, cmd)
-	var ee *sandbox.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ee.Result != nil:
-		res = ee.Result
-	case ctx.Err() == nil && cctx.Err() != nil:
-		// The sandbox did not end the command at its timeout; report it as timed out.
-		res = &sandbox.Result{TimedOut: true, ExitCode: -1, Status: "no answer from the sandbox"}
-	default:
+	res, err := s.runForeground(ctx, cmd)
+	if err != nil {
 		return failure(ctx, "running command", err)
-	}
-	if res == nil {
-		return failure(ctx, "running command", errors.New("the sandbox returned no result"))
 	}
 	// Some clients deliver output only in the result; use it when the callbacks saw nothing.
 	if stdout.Total() == 0 && len(res.Stdout) > 0 {
@@ -447,7 +434,7 @@ func (s *Set) runCommands(ctx context.Context, raw string) Result {
 	switch {
 	case res.TimedOut:
 		status = fmt.Sprintf("the command timed out after %s and was killed", s.cfg.CommandTimeout)
-	case !res.Exited && res.Status != "" && err != nil:
+	case !res.Exited && res.Status != "":
 		status = fmt.Sprintf("the command was terminated (%s)", res.Status)
 	}
 	r := s.outputResult(status, stdout, stderr, "(no output)")
@@ -455,6 +442,40 @@ func (s *Set) runCommands(ctx context.Context, raw string) Result {
 	r.ExitCode = &code
 	r.TimedOut = res.TimedOut
 	return r
+}
+
+// runForeground runs a command to its end. The sandbox kills it at cmd.Timeout; when the task's
+// context ends first, or the sandbox does not end it in time, it is killed from here: a command
+// must never outlive the call that started it.
+func (s *Set) runForeground(ctx context.Context, cmd sandbox.Cmd) (*sandbox.Result, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CommandTimeout+killGrace)
+	defer cancel()
+	proc, err := s.sb.Start(cctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	res, err := proc.Wait(cctx)
+	var ee *sandbox.ExitError
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.As(err, &ee) && ee.Result != nil:
+		return ee.Result, nil
+	case cctx.Err() == nil:
+		return nil, err
+	}
+	// Waiting gave up: kill the command, with a context of its own since ctx may be over.
+	kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer kcancel()
+	if kerr := proc.Kill(kctx); kerr != nil && !errors.Is(kerr, sandbox.ErrNotFound) {
+		slog.Warn("killing a command that outlived its call", "pid", proc.PID(), "err", kerr)
+	}
+	proc.Disconnect()
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	// The sandbox did not end the command at its timeout; report it as timed out.
+	return &sandbox.Result{PID: proc.PID(), TimedOut: true, ExitCode: -1, Status: "killed: no answer from the sandbox"}, nil
 }
 
 func (s *Set) cmd(command string) sandbox.Cmd {

@@ -23,7 +23,7 @@ type wireCall struct {
 // DoneContent is the answer to a request past the end of a scenario without Loop.
 const DoneContent = "Done."
 
-func answerOf(sc *Scenario, t *Turn, step, requestBytes int) *answer {
+func answerOf(sc *Scenario, t *Turn, step, requestBytes int, last string) *answer {
 	if t == nil {
 		return &answer{content: DoneContent, finish: "stop", usage: &Usage{PromptTokens: int64(requestBytes/4 + 1), CompletionTokens: 1}}
 	}
@@ -33,7 +33,7 @@ func answerOf(sc *Scenario, t *Turn, step, requestBytes int) *answer {
 		if id == "" && !c.NoID {
 			id = fmt.Sprintf("call_%d_%d", step, i)
 		}
-		a.calls = append(a.calls, wireCall{id: id, name: c.Name, args: c.arguments()})
+		a.calls = append(a.calls, wireCall{id: id, name: c.Name, args: c.arguments(last)})
 	}
 	if a.finish == "" {
 		a.finish = "stop"

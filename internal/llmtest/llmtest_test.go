@@ -34,7 +34,7 @@ func TestLoadDir(t *testing.T) {
 		t.Errorf("names = %v", names)
 	}
 	w := scs[3]
-	if len(w.Turns) != 3 || w.Turns[0].ToolCalls[0].arguments() != `{"data":"print('hello from the sandbox')\n","path":"hello.py"}` {
+	if len(w.Turns) != 3 || w.Turns[0].ToolCalls[0].arguments("") != `{"data":"print('hello from the sandbox')\n","path":"hello.py"}` {
 		t.Errorf("write-and-test = %+v", w.Turns[0])
 	}
 	if scs[0].Turns[0].Failures[0].RetryAfter != "1" || !scs[1].Loop || scs[2].Stream != ShapeWholeSameIndex {
@@ -176,5 +176,19 @@ func TestExpectations(t *testing.T) {
 	post(t, srv.URL(), map[string]any{"model": "m", "messages": []map[string]any{{"role": "user", "content": "a needle"}}})
 	if mm := srv.Mismatches(); len(mm) != 1 || !strings.Contains(mm[0], `"needle"`) {
 		t.Errorf("mismatches = %v", mm)
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	sc := &Scenario{Name: "m", Turns: []Turn{{}, {ToolCalls: []ToolCall{{Name: "kill_command", Args: map[string]any{"pid": "{{last:pid (\\d+)}}"}}}}}}
+	srv := Start(t, sc)
+	resp := post(t, srv.URL(), map[string]any{"model": "m", "messages": []map[string]any{
+		{"role": "user", "content": "x"}, {"role": "assistant", "content": "a"}, {"role": "tool", "tool_call_id": "c", "content": "Started with pid 4242."}}})
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `{\"pid\":\"4242\"}`) {
+		t.Errorf("template not expanded: %s", body)
+	}
+	if _, err := Parse([]byte(`turns: [{tool_calls: [{name: a, arguments: "{{last:(}}"}]}]`)); err == nil {
+		t.Error("bad template regexp accepted")
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -95,6 +96,8 @@ type ToolCall struct {
 	NoID bool   `yaml:"no_id,omitempty" json:"no_id,omitempty"`
 	Name string `yaml:"name" json:"name"`
 	// Arguments is the raw argument text, sent as is: it may be malformed on purpose.
+	// {{last:REGEX}} in it (or in Args' strings) is replaced by REGEX's first group matched in the
+	// last message of the request, so a script can use what a tool returned (e.g. a pid).
 	Arguments string `yaml:"arguments,omitempty" json:"arguments,omitempty"`
 	// Args is encoded as the JSON arguments when Arguments is empty.
 	Args map[string]any `yaml:"args,omitempty" json:"args,omitempty"`
@@ -239,6 +242,15 @@ func (sc *Scenario) Validate() error {
 			if c.Arguments != "" && c.Args != nil {
 				return fmt.Errorf("scenario %s: turn %d: tool call %d has both arguments and args", sc.Name, i, j)
 			}
+			for _, m := range c.templates() {
+				re, err := regexp.Compile(m[1])
+				if err != nil {
+					return fmt.Errorf("scenario %s: turn %d: tool call %d: %s: %w", sc.Name, i, j, m[0], err)
+				}
+				if re.NumSubexp() < 1 {
+					return fmt.Errorf("scenario %s: turn %d: tool call %d: %s has no group", sc.Name, i, j, m[0])
+				}
+			}
 		}
 		for j, f := range t.Failures {
 			switch f.Hang {
@@ -262,16 +274,67 @@ func (s Shape) valid() error {
 	return fmt.Errorf("unknown stream shape %q (fragments, whole, whole_same_index)", s)
 }
 
-// arguments returns the call's argument text.
-func (c ToolCall) arguments() string {
+// templateRE finds {{last:REGEX}} templates.
+var templateRE = regexp.MustCompile(`\{\{last:(.+?)\}\}`)
+
+// expand replaces the templates of args with what they match in last.
+func expand(args, last string) string {
+	return templateRE.ReplaceAllStringFunc(args, func(t string) string {
+		re, err := regexp.Compile(templateRE.FindStringSubmatch(t)[1])
+		if err != nil {
+			return t
+		}
+		m := re.FindStringSubmatch(last)
+		if len(m) < 2 {
+			return ""
+		}
+		return m[1]
+	})
+}
+
+// arguments returns the call's argument text, templates expanded against last.
+func (c ToolCall) arguments(last string) string {
 	if c.Arguments != "" || c.Args == nil {
-		return c.Arguments
+		return expand(c.Arguments, last)
 	}
-	b, err := json.Marshal(c.Args)
+	b, err := json.Marshal(walkStrings(c.Args, func(s string) string { return expand(s, last) }))
 	if err != nil {
 		// Validate-time types come from YAML/JSON and always marshal; a Go value that does not
 		// is a test bug worth seeing in the request.
 		return fmt.Sprintf("<unmarshalable args: %v>", err)
 	}
 	return string(b)
+}
+
+// templates returns the {{last:…}} templates of the call.
+func (c ToolCall) templates() [][]string {
+	var out [][]string
+	add := func(s string) string {
+		out = append(out, templateRE.FindAllStringSubmatch(s, -1)...)
+		return s
+	}
+	add(c.Arguments)
+	walkStrings(c.Args, add)
+	return out
+}
+
+// walkStrings returns a copy of v with f applied to every string in it.
+func walkStrings(v any, f func(string) string) any {
+	switch x := v.(type) {
+	case string:
+		return f(x)
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = walkStrings(e, f)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = walkStrings(e, f)
+		}
+		return l
+	}
+	return v
 }

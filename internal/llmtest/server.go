@@ -293,7 +293,11 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	s.seq++
 	id := fmt.Sprintf("chatcmpl-llmtest-%d", s.seq)
 	s.mu.Unlock()
-	a := answerOf(sc, turn, rec.Step, len(body))
+	last := ""
+	if len(wr.Messages) > 0 {
+		last = wr.Messages[len(wr.Messages)-1].Text()
+	}
+	a := answerOf(sc, turn, rec.Step, len(body), last)
 	if wr.Stream {
 		s.stream(w, r, sc, turn, a, id, wr.Model, rec.IncludeUsage)
 		return
