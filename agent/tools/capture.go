@@ -89,6 +89,12 @@ func (c *capture) Total() int64 {
 
 func (t text) len() int { return len(t.head) + len(t.tail) }
 
+// valid replaces invalid UTF-8 (binary output) with U+FFFD, before the text is measured against a
+// limit: each replaced byte takes three.
+func (t text) valid() text {
+	return text{head: strings.ToValidUTF8(t.head, "\uFFFD"), tail: strings.ToValidUTF8(t.tail, "\uFFFD"), omitted: t.omitted}
+}
+
 func (t text) truncated() bool { return t.omitted > 0 }
 
 // shrink keeps at most n bytes, half from the start and half from the end, cut at rune boundaries.
@@ -118,7 +124,8 @@ func (t text) shrink(n int) text {
 }
 
 // String renders the text for the model, with an explicit marker where bytes were dropped.
-// Invalid UTF-8 (binary output) is replaced so the result is valid text.
+// Invalid UTF-8 is replaced so the result is valid text; call valid before shrinking to keep the
+// result within its bound.
 func (t text) String() string {
 	if t.omitted == 0 {
 		return strings.ToValidUTF8(t.head+t.tail, "\uFFFD")

@@ -272,6 +272,11 @@ func (s *Set) readFile(ctx context.Context, raw string) Result {
 		return Result{Content: fmt.Sprintf("%s is a binary file (%s); it is not shown. "+
 			"Inspect it with run_commands (file, xxd, …).", p, sizeText(n)), OutputBytes: n}
 	}
+	t = t.valid()
+	if t.truncated() || t.len() > s.cfg.MaxResultBytes || n > s.cfg.MaxReadBytes {
+		// Leave room for the note that says how to read the rest.
+		t = t.shrink(max(s.cfg.MaxResultBytes-300, s.cfg.MaxResultBytes/2))
+	}
 	r := Result{Content: t.String(), OutputBytes: n, Truncated: t.truncated()}
 	switch {
 	case n > s.cfg.MaxReadBytes:
@@ -485,7 +490,7 @@ func (s *Set) cmd(command string) sandbox.Cmd {
 // outputResult renders a status line and the two streams within the result limit; stderr gets at
 // most a quarter of the room when both are long.
 func (s *Set) outputResult(status string, stdout, stderr *capture, empty string) Result {
-	so, se := stdout.text(), stderr.text()
+	so, se := stdout.text().valid(), stderr.text().valid()
 	room := max(s.cfg.MaxResultBytes-len(status)-64, 64)
 	if so.len()+se.len() > room {
 		eb := min(se.len(), room/4)

@@ -205,3 +205,13 @@ func FuzzCallArguments(f *testing.F) {
 		}
 	})
 }
+
+func TestBinaryOutputStaysWithinBound(t *testing.T) {
+	s := New(nil, Config{MaxResultBytes: 1000})
+	out, errs := newCapture(1000), newCapture(1000)
+	out.Write(bytes.Repeat([]byte{0xff, 0xfe, 'a'}, 10000))
+	r := s.outputResult("exit code: 0", out, errs, "")
+	if len(r.Content) > 1000 || !utf8.ValidString(r.Content) || !r.Truncated {
+		t.Errorf("%d bytes, valid %v, truncated %v", len(r.Content), utf8.ValidString(r.Content), r.Truncated)
+	}
+}
