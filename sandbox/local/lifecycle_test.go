@@ -1,0 +1,31 @@
+package local_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCreateExecKillHost(t *testing.T) {
+	b := newBackend(t, nil)
+	ctx := ctxT(t, 2*time.Minute)
+	start := time.Now()
+	s, err := b.Create(ctx, localOptions("host", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("create: %v", time.Since(start))
+	out, code, err := s.Output(ctx, "", "sh", "-c", "id; hostname; echo hello > f.txt; cat f.txt; pwd")
+	if err != nil || code != 0 {
+		t.Fatalf("exec: %v code %d: %s", err, code, out)
+	}
+	t.Log(out)
+	for _, want := range []string{"uid=1000(user)", s.ID(), "hello", "/home/user"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if err := s.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
