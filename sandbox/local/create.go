@@ -39,6 +39,12 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if !rt.SupportsPreserveFDs() {
 		return nil, fmt.Errorf("runtime %s cannot pass the envd socket into the sandbox (it has no --preserve-fds); use runc or crun", rt.Name)
 	}
+	t0 := time.Now()
+	var timings []Timing
+	mark := func(step string) {
+		timings = append(timings, Timing{Step: step, Duration: time.Since(t0)})
+		t0 = time.Now()
+	}
 	tpl, err := b.templates.Ensure(ctx, o.Template, b.cfg.Progress)
 	if err != nil {
 		return nil, err
@@ -110,7 +116,8 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		return nil, err
 	}
 
-	if err := b.prepareRootfs(ctx, p, rec, tpl); err != nil {
+	mark("state")
+	if err := b.prepareRootfs(ctx, p, rec, tpl, mark); err != nil {
 		return nil, err
 	}
 	logf, err := os.OpenFile(p.log(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -146,17 +153,21 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err != nil {
 		return nil, fmt.Errorf("creating envd socket: %w", err)
 	}
+	mark("spec")
 	cerr := rt.Create(ctx, id, ociCreate(p, lnFile, logf))
 	lnFile.Close() // the sandbox holds the only listening fd now: its death refuses connections
 	if cerr != nil {
 		return nil, fmt.Errorf("%w\n%s", cerr, logTail(p.log(), 2048))
 	}
+	mark("runtime create")
 	if err := rt.Start(ctx, id); err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, logTail(p.log(), 2048))
 	}
+	mark("runtime start")
 	if err := waitReady(ctx, p.socket(), b.cfg.ReadyTimeout); err != nil {
 		return nil, fmt.Errorf("sandbox %s did not become ready: %w\n%s", id, err, logTail(p.log(), 2048))
 	}
+	mark("envd ready")
 	if st, err := rt.State(ctx, id); err == nil {
 		rec.InitPid = st.Pid
 	}
@@ -168,6 +179,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		return nil, err
 	}
 	s := b.newSandbox(rec, alive)
+	s.timings = timings
 	if phase == PhaseRunning {
 		if err := s.connect(ctx); err != nil {
 			return nil, err
@@ -180,7 +192,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 // prepareRootfs makes the sandbox's root: disk image (quota) holding the overlay's upper and work
 // directories, an idmapped read-only view of the template as lower layer, the overlay, and the
 // template's host directories bound read-only and idmapped on top.
-func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *template.Template) error {
+func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *template.Template, mark func(string)) error {
 	disk := mounts.Disk{Image: p.image(), Size: rec.Limits.DiskBytes}
 	if err := disk.Format(ctx); err != nil {
 		return err
@@ -190,9 +202,11 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 			return fmt.Errorf("creating %s: %w", d, err)
 		}
 	}
+	mark("disk format")
 	if err := disk.Mount(p.disk()); err != nil {
 		return err
 	}
+	mark("disk mount")
 	base := int(rec.UIDBase)
 	if err := os.Mkdir(p.upper(), 0o755); err != nil {
 		return err
@@ -208,6 +222,7 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 		return err
 	}
 	defer ns.Close()
+	mark("userns")
 	if err := mounts.BindIDMapped(tpl.Rootfs(), p.lower(), ns, mounts.Attr{ReadOnly: true, NoDev: true}); err != nil {
 		return err
 	}
@@ -233,6 +248,7 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 	if err := mounts.BindReadOnly(b.cfg.Binary, envd); err != nil {
 		return err
 	}
+	mark("rootfs")
 	// Per-sandbox identity files, written before anything runs inside.
 	files := map[string]string{
 		"etc/hostname": rec.ID + "\n",

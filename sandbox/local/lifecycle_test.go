@@ -14,7 +14,7 @@ func TestCreateExecKillHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("create: %v", time.Since(start))
+	t.Logf("create: %v %v", time.Since(start), s.Timings())
 	out, code, err := s.Output(ctx, "", "sh", "-c", "id; hostname; echo hello > f.txt; cat f.txt; pwd")
 	if err != nil || code != 0 {
 		t.Fatalf("exec: %v code %d: %s", err, code, out)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 
 // agentBin is the agent binary built for the tests: it is every sandbox's init (`agent envd`).
 var agentBin string
+
+// probeBin is the test probe (internal/probe), copied into sandboxes.
+var probeBin string
 
 // skipReason is set when the tests cannot run real sandboxes here.
 var skipReason string
@@ -38,6 +42,14 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	agentBin = filepath.Join(dir, "agent")
+	probeBin = filepath.Join(dir, "probe")
+	pb := exec.Command("go", "build", "-o", probeBin, "github.com/agentrun/agent/sandbox/local/internal/probe")
+	pb.Env = append(os.Environ(), "CGO_ENABLED=0")
+	pb.Stdout, pb.Stderr = os.Stderr, os.Stderr
+	if err := pb.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the probe:", err)
+		return 1
+	}
 	templateCache = os.Getenv("AGENT_TEST_TEMPLATE_DIR")
 	if templateCache == "" {
 		templateCache = filepath.Join(dir, "templates")
@@ -105,4 +117,36 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// installProbe copies the probe into the sandbox at /tmp/probe.
+func installProbe(t testing.TB, ctx context.Context, s *local.Sandbox) {
+	t.Helper()
+	f, err := os.Open(probeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out strings.Builder
+	code, err := s.Exec(ctx, local.ExecOpts{User: "root", Args: []string{"sh", "-c", "cat > /tmp/probe && chmod 755 /tmp/probe"}, Stdin: f, Stdout: &out, Stderr: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("installing probe: %v (exit %d) %s", err, code, out.String())
+	}
+}
+
+// mustCreate creates a sandbox killed at cleanup.
+func mustCreate(t testing.TB, ctx context.Context, b *local.Backend, o local.Options) *local.Sandbox {
+	t.Helper()
+	s, err := b.Create(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.Kill(ctx); err != nil {
+			t.Errorf("kill: %v", err)
+		}
+	})
+	return s
 }

@@ -35,7 +35,18 @@ type Sandbox struct {
 	killed bool
 	reason error // why the sandbox ended, when it ended by a limit
 	base   cgroups.Stats
+
+	timings []Timing
 }
+
+// Timing is the duration of one step of a sandbox's creation.
+type Timing struct {
+	Step     string
+	Duration time.Duration
+}
+
+// Timings returns how long each step of the sandbox's creation took.
+func (s *Sandbox) Timings() []Timing { return s.timings }
 
 var _ sandbox.Sandbox = (*Sandbox)(nil)
 
@@ -122,7 +133,7 @@ func (s *Sandbox) DiskUsage() (used, size int64, err error) {
 		return 0, 0, fmt.Errorf("reading sandbox disk usage: %w", err)
 	}
 	size = int64(st.Blocks) * st.Bsize
-	used = size - int64(st.Bfree)*st.Bsize
+	used = size - int64(st.Bavail)*st.Bsize
 	return used, size, nil
 }
 
@@ -144,7 +155,9 @@ func (s *Sandbox) Failure() error {
 	if n := st.OOMKills - base.OOMKills; n > 0 {
 		return &LimitError{Kind: sandbox.ErrOOM, Detail: fmt.Sprintf("%d process(es) killed at the %d-byte memory limit", n, s.rec.Limits.MemoryBytes)}
 	}
-	if used, size, err := s.DiskUsage(); err == nil && size > 0 && size-used < 1<<20 {
+	// ext4 keeps no ENOSPC counter: a disk with less than 1% (at least 4 MiB) left is full for any
+	// practical write.
+	if used, size, err := s.DiskUsage(); err == nil && size > 0 && size-used < max(4<<20, size/100) {
 		return &LimitError{Kind: sandbox.ErrNoSpace, Detail: fmt.Sprintf("disk full: %d of %d bytes used", used, size)}
 	}
 	if n := st.PidsLimitHits - base.PidsLimitHits; n > 0 {
@@ -211,7 +224,7 @@ func (s *Sandbox) ExecCommand(ctx context.Context, o ExecOpts) (*exec.Cmd, error
 	return cmd, nil
 }
 
-// Output runs argv as root... as the given user and returns its combined output (bounded to 1 MiB)
+// Output runs argv as the given user ("" for the default user) and returns its combined output (bounded to 1 MiB)
 // and exit code. A convenience for tests and diagnostics.
 func (s *Sandbox) Output(ctx context.Context, user string, argv ...string) (string, int, error) {
 	var buf boundedBuffer
