@@ -281,6 +281,9 @@ func checkTraversable(dir string) error {
 // Templates is the backend's template store.
 func (b *Backend) Templates() *template.Store { return b.templates }
 
+// CgroupParent is the cgroup under which this backend's sandboxes' groups live.
+func (b *Backend) CgroupParent() string { return b.cgParent }
+
 // DataDir is the backend's data directory.
 func (b *Backend) DataDir() string { return b.cfg.DataDir }
 

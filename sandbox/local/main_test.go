@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	if os.Getenv("AGENT_TEST_HELPER") == "create" {
+		return helperCreate()
+	}
 	if os.Geteuid() != 0 {
 		skipReason = "local sandboxes need root (user namespaces, mounts, cgroups)"
 		return m.Run()
