@@ -105,6 +105,8 @@ type GCReport struct {
 	Sandboxes []string
 	// Cgroups, slots and runtime states removed that had no sandbox directory.
 	Cgroups, Slots, RuntimeStates []string
+	// Templates lists trashed template trees (and dead builds) deleted.
+	Templates []string
 }
 
 // GC reclaims what crashed processes left: sandboxes whose owner died (creating, pooled or running
@@ -163,6 +165,16 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 	if len(live) == 0 {
 		_ = b.cg.Remove(ctx, b.cgParent)
 	}
+	digests := map[string]bool{}
+	for id := range live {
+		if rec, err := readRecord(b.paths(id)); err == nil {
+			digests[rec.TemplateDigest] = true
+		} else {
+			// Unknown: keep every trashed template until this sandbox is gone.
+			digests["*"] = true
+		}
+	}
+	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
 	if ents, err := os.ReadDir(b.slots.dir); err == nil {
 		for _, e := range ents {
 			n, err := strconv.Atoi(e.Name())

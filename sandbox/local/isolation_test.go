@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/agentrun/agent/sandbox/local"
 )
 
@@ -153,8 +155,26 @@ func runtimesUnderTest(t *testing.T) []string {
 	rts := []string{"runc"}
 	if reason := crunUnusable(); reason == "" {
 		rts = append(rts, "crun")
+	} else if strings.Contains(reason, "hybrid") && os.Getenv("AGENT_TEST_NO_HOST_FIX") == "" {
+		// The documented host fix (agent doctor --fix), applied for this test only.
+		mounted, err := local.FixCrunHybrid()
+		t.Cleanup(func() {
+			for _, m := range mounted {
+				if err := unix.Unmount(m, 0); err == nil {
+					_ = os.Remove(m)
+				} else {
+					t.Logf("undoing the crun host fix: unmounting %s: %v", m, err)
+				}
+			}
+		})
+		if err != nil {
+			t.Logf("crun not tested: %s; the host fix failed: %v", reason, err)
+		} else {
+			rts = append(rts, "crun")
+		}
 	} else {
 		t.Logf("crun not tested: %s", reason)
 	}
+	t.Log("runsc not tested: the Debian runsc has no --preserve-fds, so envd's socket cannot be passed in (agent doctor)")
 	return rts
 }

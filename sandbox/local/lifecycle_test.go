@@ -29,3 +29,18 @@ func TestCreateExecKillHost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCreateExecKillRuntimes(t *testing.T) {
+	for _, rt := range runtimesUnderTest(t) {
+		t.Run(rt, func(t *testing.T) {
+			b := newBackend(t, nil)
+			ctx := ctxT(t, 2*time.Minute)
+			s := mustCreate(t, ctx, b, localOptions("host", rt))
+			out, code, err := s.Output(ctx, "", "sh", "-c", "id -u; cat /etc/hostname")
+			if err != nil || code != 0 || out != "1000\n"+s.ID()+"\n" {
+				t.Fatalf("exec: %q %d %v", out, code, err)
+			}
+			t.Logf("%s: %v", rt, s.Timings())
+		})
+	}
+}

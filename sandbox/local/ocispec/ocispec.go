@@ -14,13 +14,17 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
+// SpecVersion is the OCI runtime spec version written to config.json: the oldest one every supported
+// runtime accepts (crun 1.8 rejects newer ones) that has every field the options set.
+const SpecVersion = "1.0.2"
+
 // Opt changes one aspect of a spec.
 type Opt func(*specs.Spec) error
 
 // New returns a minimal spec (root "rootfs", read-write, process "/bin/sh") with opts applied in order.
 func New(opts ...Opt) (*specs.Spec, error) {
 	s := &specs.Spec{
-		Version: specs.Version,
+		Version: SpecVersion,
 		Root:    &specs.Root{Path: "rootfs"},
 		Process: &specs.Process{
 			Cwd:  "/",

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -233,19 +234,13 @@ func (s *Store) Build(ctx context.Context, name string, force bool, progress fun
 		return nil, fmt.Errorf("writing template metadata: %w", err)
 	}
 	final := filepath.Join(s.dir, name)
-	old := ""
 	if _, err := os.Stat(final); err == nil {
-		old = filepath.Join(s.dir, "."+name+".old-"+fmt.Sprint(time.Now().UnixNano()))
-		if err := os.Rename(final, old); err != nil {
+		if err := s.trash(name); err != nil {
 			return nil, fmt.Errorf("replacing template: %w", err)
 		}
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return nil, fmt.Errorf("installing template: %w", err)
-	}
-	if old != "" {
-		// Sandboxes still running on the old tree keep it through their mounts.
-		_ = os.RemoveAll(old)
 	}
 	if progress != nil {
 		progress(Progress{Template: name, Phase: "done", Elapsed: time.Since(start), SizeBytes: m.SizeBytes})
@@ -253,7 +248,8 @@ func (s *Store) Build(ctx context.Context, name string, force bool, progress fun
 	return s.Get(name)
 }
 
-// Remove deletes a built template. Running sandboxes keep their view of it until they end.
+// Remove deletes a built template. Running sandboxes keep their view of it until they end: the tree
+// is moved aside and deleted by Sweep once unused.
 func (s *Store) Remove(ctx context.Context, name string) error {
 	if !nameRE.MatchString(name) {
 		return fmt.Errorf("template %q: %w", name, ErrUnknown)
@@ -267,14 +263,68 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("template %q is not built", name)
 	}
-	tmp := filepath.Join(s.dir, "."+name+".rm-"+fmt.Sprint(time.Now().UnixNano()))
-	if err := os.Rename(dir, tmp); err != nil {
-		return fmt.Errorf("removing template: %w", err)
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return fmt.Errorf("removing template: %w", err)
+	return s.trash(name)
+}
+
+// trashPrefix marks replaced or removed template trees that running sandboxes may still use.
+const trashPrefix = ".trash-"
+
+// trash moves a template out of the way; Sweep deletes it once no sandbox uses it. Deleting it at
+// once would pull files from under the overlays of running sandboxes.
+func (s *Store) trash(name string) error {
+	dst := filepath.Join(s.dir, fmt.Sprintf("%s%s-%d", trashPrefix, name, time.Now().UnixNano()))
+	if err := os.Rename(filepath.Join(s.dir, name), dst); err != nil {
+		return fmt.Errorf("removing template %q: %w", name, err)
 	}
 	return nil
+}
+
+// Sweep deletes trashed template trees whose digest inUse does not report, and leftovers of
+// builds that died. It returns the names it deleted.
+func (s *Store) Sweep(inUse func(digest string) bool) []string {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		p := filepath.Join(s.dir, n)
+		switch {
+		case strings.HasPrefix(n, trashPrefix):
+			var m Meta
+			if b, err := os.ReadFile(filepath.Join(p, "meta.json")); err == nil && json.Unmarshal(b, &m) == nil && inUse(m.Digest) {
+				continue
+			}
+		case strings.Contains(n, ".build-") && strings.HasPrefix(n, "."):
+			// A build in progress holds its template's lock.
+			name := strings.TrimPrefix(n[:strings.Index(n, ".build-")], ".")
+			unlock, err := s.tryLock(name)
+			if err != nil || unlock == nil {
+				continue
+			}
+			unlock()
+		default:
+			continue
+		}
+		if os.RemoveAll(p) == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// tryLock takes a template's build lock without waiting; nil when another holds it.
+func (s *Store) tryLock(name string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, "."+name+".lock"), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, nil
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
 // lock takes the template's build lock, polling so ctx can end the wait.
