@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -64,9 +65,20 @@ func Take(sc Scope) (*Snapshot, error) {
 		s.Nft = nftRuleset()
 	}
 	for _, d := range sc.DataDirs {
-		_ = filepath.WalkDir(d, func(p string, _ fs.DirEntry, err error) error {
-			if err == nil && p != d {
-				s.Files = append(s.Files, p)
+		var dev uint64
+		if fi, err := os.Stat(d); err == nil {
+			dev = devOf(fi)
+		}
+		_ = filepath.WalkDir(d, func(p string, de fs.DirEntry, err error) error {
+			if err != nil || p == d {
+				return nil
+			}
+			s.Files = append(s.Files, p)
+			// Mounts are reported as mounts; do not walk into them.
+			if de.IsDir() {
+				if fi, err := de.Info(); err == nil && devOf(fi) != dev {
+					return filepath.SkipDir
+				}
 			}
 			return nil
 		})
@@ -131,6 +143,13 @@ func Check(t testing.TB, sc Scope) {
 			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
 		}
 	})
+}
+
+func devOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Dev
+	}
+	return 0
 }
 
 func under(p string, prefixes []string) bool {

@@ -16,16 +16,18 @@ import (
 	"github.com/agentrun/agent/sandbox/local"
 )
 
-// scope is what a backend on dataDir may touch on the host.
-func scope(b *local.Backend) leakcheck.Scope {
+// scope is what a backend may touch on the host.
+func scope(b *local.Backend) leakcheck.Scope { return scopeAt(b.DataDir()) }
+
+// scopeAt is what a backend on the data dir dd may touch on the host.
+func scopeAt(dd string) leakcheck.Scope {
 	return leakcheck.Scope{
-		MountPrefixes:  []string{b.DataDir()},
-		CgroupPrefixes: []string{b.CgroupParent() + "/"},
-		ProcessMarkers: []string{b.DataDir()},
+		MountPrefixes:  []string{dd},
+		CgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
+		ProcessMarkers: []string{dd},
 		ProcessUIDMin:  local.DefaultUIDBase,
-		DataDirs: []string{filepath.Join(b.DataDir(), "sandboxes"), filepath.Join(b.DataDir(), "slots"),
-			filepath.Join(b.DataDir(), "runtime", "runc")},
-		SkipNft: false,
+		DataDirs: []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "slots"),
+			filepath.Join(dd, "runtime", "runc")},
 	}
 }
 

@@ -210,11 +210,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		log:   cfg.Logger,
 		owned: map[string]*Sandbox{},
 	}
-	// The cgroup parent is unique per data directory, so GC of one data directory never touches
-	// another's sandboxes.
-	h := fnv.New32a()
-	h.Write([]byte(cfg.DataDir))
-	b.cgParent = fmt.Sprintf("/agent-%08x", h.Sum32())
+	b.cgParent = CgroupParentFor(cfg.DataDir)
 	for _, d := range []string{cfg.DataDir, b.sbDir, b.rtDir, filepath.Join(cfg.DataDir, "slots")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating data dir: %w", err)
@@ -280,6 +276,14 @@ func checkTraversable(dir string) error {
 
 // Templates is the backend's template store.
 func (b *Backend) Templates() *template.Store { return b.templates }
+
+// CgroupParentFor returns the cgroup under which the sandboxes of a data directory (absolute path)
+// live. It is unique per data directory, so GC of one never touches another's sandboxes.
+func CgroupParentFor(dataDir string) string {
+	h := fnv.New32a()
+	h.Write([]byte(dataDir))
+	return fmt.Sprintf("/agent-%08x", h.Sum32())
+}
 
 // CgroupParent is the cgroup under which this backend's sandboxes' groups live.
 func (b *Backend) CgroupParent() string { return b.cgParent }

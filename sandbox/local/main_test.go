@@ -81,6 +81,12 @@ var templateCache string
 // newBackend opens a backend on a fresh data dir, closed (and checked empty) at cleanup.
 func newBackend(t testing.TB, mod func(*local.Config)) *local.Backend {
 	t.Helper()
+	return newBackendAt(t, tempDataDir(t), mod)
+}
+
+// tempDataDir returns a fresh data dir sandboxes can use.
+func tempDataDir(t testing.TB) string {
+	t.Helper()
 	requireRoot(t)
 	dd := t.TempDir()
 	// t.TempDir's parents are private; sandboxes' roots must traverse them.
@@ -89,6 +95,12 @@ func newBackend(t testing.TB, mod func(*local.Config)) *local.Backend {
 			t.Fatal(err)
 		}
 	}
+	return dd
+}
+
+// newBackendAt opens a backend on dd, closed (and garbage-collected) at cleanup.
+func newBackendAt(t testing.TB, dd string, mod func(*local.Config)) *local.Backend {
+	t.Helper()
 	cfg := local.Config{
 		DataDir:     dd,
 		TemplateDir: templateCache,

@@ -10,7 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"golang.org/x/sys/unix"
+	"syscall"
 )
 
 // Digest hashes a tree deterministically: every path (in lexical order), its type, mode, owner,
@@ -30,7 +30,7 @@ func Digest(ctx context.Context, root string) (string, int64, error) {
 		if err != nil {
 			return err
 		}
-		st, _ := info.Sys().(*unix.Stat_t)
+		st, _ := info.Sys().(*syscall.Stat_t)
 		var uid, gid uint32
 		if st != nil {
 			uid, gid = st.Uid, st.Gid

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -367,7 +368,7 @@ func duBytes(dir string) int64 {
 			return nil
 		}
 		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*unix.Stat_t); ok {
+			if st, ok := info.Sys().(*syscall.Stat_t); ok {
 				n += st.Blocks * 512
 			}
 		}
