@@ -243,6 +243,9 @@ func removeTree(ctx context.Context, dir string) error {
 		return nil
 	}
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed meanwhile (by the runtime)
+	}
 	if err != nil {
 		return fmt.Errorf("reading cgroup %s: %w", dir, err)
 	}

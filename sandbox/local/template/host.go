@@ -119,6 +119,7 @@ func (b HostBuilder) synthesizeEtc(host, etc string) error {
 		"nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n",
 		"profile": "export PATH=\"/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"\n" +
 			"export LANG=C.UTF-8\n" +
+			"if [ -n \"$BASH_VERSION\" ] && [ -n \"$PS1\" ]; then PS1='\\u@\\h:\\w\\$ '; fi\n" +
 			"if [ -d /etc/profile.d ]; then for i in /etc/profile.d/*.sh; do [ -r \"$i\" ] && . \"$i\"; done; unset i; fi\n",
 		"shells":   "/bin/sh\n/bin/bash\n/usr/bin/sh\n/usr/bin/bash\n",
 		"hostname": "sandbox\n",
