@@ -81,6 +81,11 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 	if err := os.WriteFile(filepath.Join(rootfs, "usr/sbin/policy-rc.d"), []byte("#!/bin/sh\nexit 101\n"), 0o755); err != nil {
 		return Meta{}, err
 	}
+	// The tree is not live: dpkg need not fsync every file (minutes saved on slow disks).
+	unsafeIO := filepath.Join(rootfs, "etc/dpkg/dpkg.cfg.d/agent-unsafe-io")
+	if err := os.WriteFile(unsafeIO, []byte("force-unsafe-io\n"), 0o644); err != nil {
+		return Meta{}, err
+	}
 	_ = os.Remove(filepath.Join(rootfs, "etc/resolv.conf"))
 	if err := copyTree("/etc/resolv.conf", filepath.Join(rootfs, "etc/resolv.conf")); err != nil {
 		_ = os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), nil, 0o644)
@@ -105,6 +110,7 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 		return Meta{}, err
 	}
 	_ = os.Remove(filepath.Join(rootfs, "usr/sbin/policy-rc.d"))
+	_ = os.Remove(unsafeIO)
 	for _, d := range []string{"var/lib/apt/lists", "var/cache/apt/archives", "tmp"} {
 		ents, _ := os.ReadDir(filepath.Join(rootfs, d))
 		for _, e := range ents {
