@@ -115,6 +115,14 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err := writeRecord(p, rec); err != nil {
 		return nil, err
 	}
+	// Only this sandbox's root group (its runtime init must reach rootfs/) may traverse the
+	// directory; other host users may not.
+	if err := os.Chown(p.dir, 0, int(rec.UIDBase)); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(p.dir, 0o710); err != nil {
+		return nil, err
+	}
 
 	mark("state")
 	if err := b.prepareRootfs(ctx, p, rec, tpl, mark); err != nil {
@@ -204,6 +212,9 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 	}
 	mark("disk format")
 	if err := disk.Mount(p.disk()); err != nil {
+		return err
+	}
+	if err := os.Chmod(p.disk(), 0o700); err != nil {
 		return err
 	}
 	mark("disk mount")

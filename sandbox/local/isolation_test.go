@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -132,6 +133,14 @@ func testIsolation(t *testing.T, rt string) {
 	}
 	if rec.UIDBase < 65536 {
 		t.Errorf("uid base %d overlaps ordinary host users", rec.UIDBase)
+	}
+	// Other host users cannot enter the sandbox's directory (socket, state, disk, rootfs).
+	var dst syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(b.DataDir(), "sandboxes", s.ID()), &dst); err != nil {
+		t.Fatal(err)
+	}
+	if dst.Mode&0o007 != 0 || dst.Uid != 0 || dst.Gid != rec.UIDBase {
+		t.Errorf("sandbox dir mode %o owner %d:%d: want 0710 root:%d", dst.Mode&0o777, dst.Uid, dst.Gid, rec.UIDBase)
 	}
 	// Capabilities of the init, seen from the host: moby's default set without NET_RAW.
 	for _, l := range strings.Split(string(status), "\n") {
