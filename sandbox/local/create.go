@@ -165,15 +165,19 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	cerr := rt.Create(ctx, id, ociCreate(p, lnFile, logf))
 	lnFile.Close() // the sandbox holds the only listening fd now: its death refuses connections
 	if cerr != nil {
-		return nil, fmt.Errorf("%w\n%s", cerr, logTail(p.log(), 2048))
+		msg := logTail(p.log(), 2048)
+		if strings.Contains(msg, "hybrid mode not supported") {
+			msg += "\nfix: this host mixes cgroup v1 and v2 controllers, which crun refuses; run `agent doctor --fix` (or use --runtime runc)"
+		}
+		return nil, fmt.Errorf("%w\n%s", cerr, msg)
 	}
 	mark("runtime create")
 	if err := rt.Start(ctx, id); err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, logTail(p.log(), 2048))
+		return nil, withLog(err, p.log())
 	}
 	mark("runtime start")
 	if err := waitReady(ctx, p.socket(), b.cfg.ReadyTimeout); err != nil {
-		return nil, fmt.Errorf("sandbox %s did not become ready: %w\n%s", id, err, logTail(p.log(), 2048))
+		return nil, withLog(fmt.Errorf("sandbox %s did not become ready: %w", id, err), p.log())
 	}
 	mark("envd ready")
 	if st, err := rt.State(ctx, id); err == nil {
@@ -341,6 +345,14 @@ func waitReady(ctx context.Context, socket string, timeout time.Duration) error 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// withLog appends the end of the sandbox's init log to err, when there is one.
+func withLog(err error, log string) error {
+	if t := logTail(log, 2048); t != "" {
+		return fmt.Errorf("%w\n%s", err, t)
+	}
+	return err
 }
 
 // logTail returns the end of the sandbox's init log (bounded), for error messages.

@@ -1,9 +1,13 @@
 package local_test
 
 import (
+	"errors"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentrun/agent/sandbox"
 )
 
 func TestCreateExecKillHost(t *testing.T) {
@@ -43,4 +47,25 @@ func TestCreateExecKillRuntimes(t *testing.T) {
 			t.Logf("%s: %v", rt, s.Timings())
 		})
 	}
+}
+
+func TestInitDeathIsGone(t *testing.T) {
+	b := newBackend(t, nil)
+	ctx := ctxT(t, time.Minute)
+	s := mustCreate(t, ctx, b, localOptions("host", ""))
+	if err := syscall.Kill(s.Record().InitPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = s.Failure(); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !errors.Is(err, sandbox.ErrGone) {
+		t.Fatalf("Failure() after the init died = %v, want ErrGone", err)
+	}
+	t.Log(err)
 }

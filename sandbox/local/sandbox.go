@@ -166,6 +166,13 @@ func (s *Sandbox) Failure() error {
 	if _, err := os.Stat(s.p.state()); err != nil {
 		return fmt.Errorf("sandbox %s: %w", s.rec.ID, sandbox.ErrGone)
 	}
+	if rt, err := s.b.runtime(s.rec.Runtime); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" {
+			return withLog(fmt.Errorf("sandbox %s: its init (envd) is %s: %w", s.rec.ID, st.Status, sandbox.ErrGone), s.p.log())
+		}
+	}
 	return nil
 }
 
