@@ -59,6 +59,11 @@ func (d *decoder) errorAt(p Pos, format string, args ...any) {
 	if p := d.pathString(); p != "" {
 		msg = p + ": " + msg
 	}
+	for _, e := range d.errs {
+		if e.Pos == p && e.Msg == msg {
+			return // found again by a validator looking at the same node
+		}
+	}
 	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Msg: msg})
 }
 

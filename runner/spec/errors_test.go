@@ -190,6 +190,13 @@ func TestSpecErrorsMany(t *testing.T) {
 	}
 }
 
+func TestBadTopLevelMergeReportedOnce(t *testing.T) {
+	_, err := ParseSpec("m.yaml", []byte("<<: 5\nprompt: x\ntags: [a]\nfiles: []\n"))
+	if list := asErrorList(err); len(list) != 1 || list[0].Pos != (Pos{1, 5}) {
+		t.Fatalf("want one error at 1:5, got %v", err)
+	}
+}
+
 func TestDerivedNameInvalid(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "My Task.yaml")
