@@ -293,6 +293,17 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
+func TestEmptyConfig(t *testing.T) {
+	for _, src := range []string{"", "# only comments\n", "---\n", "~\n"} {
+		c, err := ParseConfig("agent.yaml", []byte(src))
+		if err != nil || c == nil || c.Model != nil {
+			t.Errorf("%q: %+v %v", src, c, err)
+		}
+	}
+	_, err := ParseConfig("agent.yaml", []byte("- a\n"))
+	errAt(t, err, "agent.yaml", 1, 1, "want a mapping of settings")
+}
+
 func TestAliasBombIsBounded(t *testing.T) {
 	// Each level merges the previous one twice: 2^40 merges if expanded naively.
 	var b strings.Builder
