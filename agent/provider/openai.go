@@ -318,7 +318,10 @@ func (p *OpenAI) fromCompletion(c *openai.ChatCompletion) (*Response, error) {
 		ID:           c.ID,
 		Usage:        usageOf(c.Usage),
 	}
-	for _, tc := range m.ToolCalls {
+	for i, tc := range m.ToolCalls {
+		if i == MaxToolCalls {
+			break
+		}
 		args, over := tc.Function.Arguments, false
 		if len(args) > p.maxArgs {
 			args, over = args[:p.maxArgs], true
