@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,7 +41,7 @@ func TestMain(m *testing.M) {
 }
 
 // agentBinary builds cmd/agent once for the package's tests.
-func agentBinary(t *testing.T) string {
+func agentBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "agent-loop-test-")
@@ -91,7 +92,7 @@ type envd struct {
 
 const workdir = "/home/user"
 
-func startEnvd(t *testing.T) *envd {
+func startEnvd(t testing.TB) *envd {
 	t.Helper()
 	bin := agentBinary(t)
 	root := t.TempDir()
@@ -200,17 +201,21 @@ func toolMessages(tr *transcript.Transcript) []transcript.Message {
 	return out
 }
 
+const helloScript = "echo 'hello from the sandbox'\necho 'to stderr' >&2\nexit 3\n"
+
 func writeAndTest(shape llmtest.Shape) *llmtest.Scenario {
-	return &llmtest.Scenario{Name: "m", Stream: shape, Turns: []llmtest.Turn{
+	sc := &llmtest.Scenario{Name: "m", Stream: shape, Turns: []llmtest.Turn{
 		{Content: "I'll write the script first.", ToolCalls: []llmtest.ToolCall{
-			{Name: "write_file", Args: map[string]any{"path": "hello.py", "data": "import sys\nprint('hello from the sandbox')\nprint('to stderr', file=sys.stderr)\nsys.exit(3)\n"}},
+			{Name: "write_file", Args: map[string]any{"path": "hello.sh", "data": helloScript}},
 		}},
-		{ToolCalls: []llmtest.ToolCall{{Name: "run_commands", Args: map[string]any{"command": "python3 hello.py"}}},
-			ExpectLastContains: []string{"Wrote 91 bytes to /home/user/hello.py"}},
-		{ToolCalls: []llmtest.ToolCall{{Name: "read_file", Args: map[string]any{"path": "/home/user/hello.py"}}},
+		{ToolCalls: []llmtest.ToolCall{{Name: "run_commands", Args: map[string]any{"command": "bash hello.sh"}}},
+			ExpectLastContains: []string{"Wrote %d bytes to /home/user/hello.sh"}},
+		{ToolCalls: []llmtest.ToolCall{{Name: "read_file", Args: map[string]any{"path": "/home/user/hello.sh"}}},
 			ExpectLastContains: []string{"exit code: 3", "stdout:\nhello from the sandbox", "stderr:\nto stderr"}},
-		{Content: "The script works.", ExpectLastContains: []string{"print('hello from the sandbox')"}},
+		{Content: "The script works.", ExpectLastContains: []string{helloScript}},
 	}}
+	sc.Turns[1].ExpectLastContains[0] = fmt.Sprintf(sc.Turns[1].ExpectLastContains[0], len(helloScript))
+	return sc
 }
 
 func TestE2EMultiStepTask(t *testing.T) {
@@ -226,7 +231,7 @@ func TestE2EMultiStepTask(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startEnvd(t)
 			srv := llmtest.Start(t, writeAndTest(tc.shape))
-			res, err := Run(context.Background(), e2eTask("write hello.py and run it"), e.client,
+			res, err := Run(context.Background(), e2eTask("write hello.sh and run it"), e.client,
 				scripted(t, srv, func(c *provider.Config) { c.NoStream = tc.noStream }), Options{Logger: quiet})
 			if err != nil {
 				t.Fatal(err)
@@ -237,8 +242,8 @@ func TestE2EMultiStepTask(t *testing.T) {
 			if mm := srv.Mismatches(); len(mm) > 0 {
 				t.Errorf("the model was sent unexpected results:\n%s", strings.Join(mm, "\n"))
 			}
-			if got := e.readHost(t, "home/user/hello.py"); !strings.HasPrefix(got, "import sys\n") {
-				t.Errorf("hello.py on the host = %q", got)
+			if got := e.readHost(t, "home/user/hello.sh"); got != helloScript {
+				t.Errorf("hello.sh on the host = %q", got)
 			}
 			tools := toolMessages(res.Transcript)
 			if len(tools) != 3 || *tools[1].Tool.ExitCode != 3 || tools[1].Tool.Error {
@@ -541,7 +546,7 @@ func TestE2EBackgroundCommands(t *testing.T) {
 func TestE2EReplay(t *testing.T) {
 	e := startEnvd(t)
 	srv := llmtest.Start(t, writeAndTest(llmtest.ShapeFragments))
-	orig, err := Run(context.Background(), e2eTask("write hello.py and run it"), e.client, scripted(t, srv, nil), Options{Logger: quiet})
+	orig, err := Run(context.Background(), e2eTask("write hello.sh and run it"), e.client, scripted(t, srv, nil), Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -555,13 +560,13 @@ func TestE2EReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := e2eTask("write hello.py and run it")
+	task := e2eTask("write hello.sh and run it")
 	task.Model = ref.String()
 	res, err := Run(context.Background(), task, fresh.client, p, Options{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fresh.readHost(t, "home/user/hello.py"); got != e.readHost(t, "home/user/hello.py") {
+	if got := fresh.readHost(t, "home/user/hello.sh"); got != helloScript {
 		t.Errorf("the replay wrote %q", got)
 	}
 	a, b := toolMessages(orig.Transcript), toolMessages(res.Transcript)
@@ -598,4 +603,54 @@ func TestE2ESandboxGone(t *testing.T) {
 		t.Fatalf("err = %v, end %+v", err, res.End)
 	}
 	validTranscript(t, res.Transcript)
+}
+
+// BenchmarkLoop measures the loop's cost per task with a zero-latency scripted model that asks for
+// ten tool calls, one per step, then answers. "envd" runs each call (`true`) in a standalone envd
+// through the envd client; "baseline" calls an unknown tool, so no sandbox is involved: the loop,
+// the HTTP round trips to the model and the transcript alone. Reports p50 and p99 per task.
+func BenchmarkLoop(b *testing.B) {
+	for _, mode := range []string{"baseline", "envd"} {
+		b.Run(mode, func(b *testing.B) {
+			call := llmtest.ToolCall{Name: "run_commands", Args: map[string]any{"command": "true"}}
+			if mode == "baseline" {
+				call = llmtest.ToolCall{Name: "no_such_tool", Args: map[string]any{}}
+			}
+			var turns []llmtest.Turn
+			for range 10 {
+				turns = append(turns, llmtest.Turn{ToolCalls: []llmtest.ToolCall{call}})
+			}
+			turns = append(turns, llmtest.Turn{Content: "done"})
+			srv, err := llmtest.NewServer(&llmtest.Scenario{Name: "m", Turns: turns})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			p, err := provider.New(provider.Config{BaseURL: srv.URL(), APIKey: "k", Logger: quiet, Getenv: func(string) string { return "" }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			opts := Options{Logger: quiet}
+			var sb *envdclient.Client
+			if mode == "envd" {
+				sb = startEnvd(b).client
+			} else {
+				opts = *noSandbox(&opts)
+			}
+			durs := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				start := time.Now()
+				res, err := Run(context.Background(), Task{Prompt: fmt.Sprintf("task %d", i), Model: "m", Workdir: workdir}, sb, p, opts)
+				if err != nil || res.Steps != 11 {
+					b.Fatalf("task: %v (%d steps)", err, res.Steps)
+				}
+				durs = append(durs, time.Since(start))
+			}
+			b.StopTimer()
+			slices.Sort(durs)
+			b.ReportMetric(float64(durs[len(durs)/2].Microseconds())/1000, "p50-ms/task")
+			b.ReportMetric(float64(durs[(len(durs)*99)/100].Microseconds())/1000, "p99-ms/task")
+		})
+	}
 }
