@@ -654,3 +654,30 @@ func BenchmarkLoop(b *testing.B) {
 		})
 	}
 }
+
+// TestLiveEndpoint runs a small task against a real model endpoint when AGENT_LIVE_BASE_URL,
+// AGENT_LIVE_MODEL and AGENT_LIVE_API_KEY are set (AGENT_LIVE_NO_STREAM=1 for non-streaming); no
+// endpoint is reachable from CI, so it is skipped there.
+func TestLiveEndpoint(t *testing.T) {
+	base, model, key := os.Getenv("AGENT_LIVE_BASE_URL"), os.Getenv("AGENT_LIVE_MODEL"), os.Getenv("AGENT_LIVE_API_KEY")
+	if base == "" || model == "" {
+		t.Skip("set AGENT_LIVE_BASE_URL, AGENT_LIVE_MODEL and AGENT_LIVE_API_KEY to run against a real endpoint")
+	}
+	e := startEnvd(t)
+	p, err := provider.New(provider.Config{BaseURL: base, APIKey: key, NoStream: os.Getenv("AGENT_LIVE_NO_STREAM") == "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := Task{Name: "live", Model: "custom:" + model, Workdir: workdir,
+		Prompt: "Create a file named greeting.txt containing exactly the text: hello from the agent. " +
+			"Then run `cat greeting.txt` to check it.",
+		Limits: Limits{MaxSteps: 10, Timeout: 5 * time.Minute}}
+	res, err := Run(context.Background(), task, e.client, p, Options{Observer: TextObserver(os.Stderr, 4)})
+	if err != nil {
+		t.Fatalf("live task: %v", err)
+	}
+	validTranscript(t, res.Transcript)
+	if got := strings.TrimSpace(e.readHost(t, "home/user/greeting.txt")); got != "hello from the agent." && got != "hello from the agent" {
+		t.Errorf("greeting.txt = %q", got)
+	}
+}
