@@ -111,6 +111,19 @@ type wireRequest struct {
 
 // NewServer starts a server for the scenarios on an ephemeral loopback port.
 func NewServer(scenarios ...*Scenario) (*Server, error) {
+	return NewServerAt("127.0.0.1:0", scenarios...)
+}
+
+// NewServerAt starts a server on a loopback address (127.0.0.0/8 or ::1): a scripted model is
+// never served to other machines.
+func NewServerAt(addr string, scenarios ...*Scenario) (*Server, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("listen address %q is not a loopback address", addr)
+	}
 	s := &Server{
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
@@ -122,7 +135,7 @@ func NewServer(scenarios ...*Scenario) (*Server, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening: %w", err)
 	}
