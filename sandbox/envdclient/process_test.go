@@ -470,3 +470,21 @@ func TestConnectionReuse(t *testing.T) {
 		t.Fatalf("%d connections for 40 sequential calls", n)
 	}
 }
+
+func TestSandboxEnv(t *testing.T) {
+	e := startEnvd(t, envdOpts{env: []string{"SANDBOX_WIDE=yes", "SHADOWED=sandbox"}})
+	c := e.client(t, nil)
+	ctx := ctxT(t, time.Minute)
+	env, err := c.Envs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["SANDBOX_WIDE"] != "yes" {
+		t.Fatalf("Envs = %v", env)
+	}
+	// Processes get the sandbox's env; the request's wins.
+	res, err := c.Run(ctx, sandbox.Cmd{Shell: `echo "$SANDBOX_WIDE $SHADOWED"`, Env: map[string]string{"SHADOWED": "request"}})
+	if err != nil || string(res.Stdout) != "yes request\n" {
+		t.Fatalf("env in a process: %q, %v", res.Stdout, err)
+	}
+}
