@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -103,10 +104,15 @@ func (r *Root) Dir() string { return r.dir }
 
 // Abs turns a client path into a clean absolute world path, as envd does: "" is home, "~" and "~/x"
 // are taken from home, other relative paths are relative to home. "~name" (another user's home) is
-// refused, as envd refuses it.
+// refused, as envd refuses it, and so are NUL bytes and invalid UTF-8.
 func Abs(p, home string) (string, error) {
 	if strings.IndexByte(p, 0) >= 0 {
 		return "", fmt.Errorf("%w: path contains NUL", fs.ErrInvalid)
+	}
+	if !utf8.ValidString(p) {
+		// The protocol carries paths in JSON and protobuf strings, which are UTF-8: a file named
+		// otherwise could be created but never reported or addressed again.
+		return "", fmt.Errorf("%w: path is not valid UTF-8", fs.ErrInvalid)
 	}
 	switch {
 	case p == "" || p == "~":

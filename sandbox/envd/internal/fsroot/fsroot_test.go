@@ -81,6 +81,8 @@ func TestAbs(t *testing.T) {
 		{"/..", "/", false},
 		{"~root/x", "", true},
 		{"a\x00b", "", true},
+		{"bad\xffutf8", "", true},
+		{"ünïcødé/ok", "/home/user/ünïcødé/ok", false},
 	}
 	for _, c := range cases {
 		got, err := Abs(c.in, "/home/user")

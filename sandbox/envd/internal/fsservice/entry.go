@@ -3,6 +3,7 @@ package fsservice
 import (
 	"io/fs"
 	"path"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,12 +48,12 @@ func (e *entries) fromStat(world string, st *unix.Stat_t) *filesystem.EntryInfo 
 	world = path.Clean("/" + world)
 	name := path.Base(world)
 	info := &filesystem.EntryInfo{
-		Name:        name,
-		Path:        world,
+		Name:        utf8Text(name),
+		Path:        utf8Text(world),
 		Size:        st.Size,
 		Permissions: fileMode(st.Mode).String(),
-		Owner:       e.owner(st.Uid),
-		Group:       e.group(st.Gid),
+		Owner:       utf8Text(e.owner(st.Uid)),
+		Group:       utf8Text(e.group(st.Gid)),
 	}
 	if st.Mtim.Sec != 0 || st.Mtim.Nsec != 0 {
 		info.ModifiedTime = timestamppb.New(time.Unix(st.Mtim.Sec, st.Mtim.Nsec))
@@ -64,6 +65,7 @@ func (e *entries) fromStat(world string, st *unix.Stat_t) *filesystem.EntryInfo 
 		if err != nil {
 			target = world
 		}
+		target = utf8Text(target)
 		info.SymlinkTarget = &target
 		tst, err := e.s.cfg.Root.Stat(world)
 		if err != nil {
@@ -85,6 +87,10 @@ func (e *entries) fromStat(world string, st *unix.Stat_t) *filesystem.EntryInfo 
 	}
 	return info
 }
+
+// utf8Text makes a name the sandbox chose fit a protobuf string (which must be UTF-8): invalid bytes
+// become U+FFFD. Without this one badly named file would fail a whole listing.
+func utf8Text(s string) string { return strings.ToValidUTF8(s, "\uFFFD") }
 
 func fileType(mode uint32) filesystem.FileType {
 	switch mode & unix.S_IFMT {

@@ -455,3 +455,34 @@ func startService(t *testing.T, world string, adjust func(*fsservice.Config)) fi
 	})
 	return filesystemconnect.NewFilesystemClient(hs.Client(), hs.URL, connect.WithProtoJSON())
 }
+
+// TestNonUTF8Names: a file whose name is not UTF-8 (possible on Linux, not in protobuf strings)
+// must not break a listing; it is reported with U+FFFD.
+func TestNonUTF8Names(t *testing.T) {
+	e := newEnv(t)
+	e.write(t, "/home/user/odd/bad\xffname", "x")
+	e.write(t, "/home/user/odd/good", "x")
+	for _, client := range []filesystemconnect.FilesystemClient{e.client, e.proto} {
+		res, err := client.ListDir(ctx(t), connect.NewRequest(&filesystem.ListDirRequest{Path: "odd"}))
+		must(t, err)
+		if n := res.Msg.GetEntries(); len(n) != 2 || n[0].GetName() != "bad\uFFFDname" || n[0].GetPath() != "/home/user/odd/bad\uFFFDname" {
+			t.Errorf("entries %v", n)
+		}
+	}
+}
+
+func TestNoSpace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting tmpfs needs root")
+	}
+	e := newEnv(t)
+	dir := e.host("/small")
+	must(t, os.MkdirAll(dir, 0o755))
+	must(t, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "nr_inodes=3"))
+	t.Cleanup(func() { must(t, unix.Unmount(dir, unix.MNT_DETACH)) })
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		_, err = e.client.MakeDir(ctx(t), connect.NewRequest(&filesystem.MakeDirRequest{Path: fmt.Sprintf("/small/d%d", i)}))
+	}
+	wantCode(t, err, connect.CodeResourceExhausted)
+}

@@ -79,7 +79,7 @@ func (s *Service) startWatch(ctx context.Context, p string, recursive, allowNetw
 
 // event builds the FilesystemEvent of e, with the entry when asked and meaningful.
 func (s *Service) event(e fsEvent, base string, includeEntry bool, ents *entries) *filesystem.FilesystemEvent {
-	ev := &filesystem.FilesystemEvent{Name: e.name, Type: e.op}
+	ev := &filesystem.FilesystemEvent{Name: utf8Text(e.name), Type: e.op}
 	if includeEntry && carriesEntry(e.op) {
 		info, err := ents.info(path.Join(base, e.name))
 		if err == nil {

@@ -3,6 +3,7 @@ package fsservice_test
 import (
 	"context"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +325,45 @@ func TestWatcherLimitAndExpiry(t *testing.T) {
 	must(t, err)
 	_, err = client.RemoveWatcher(ctx(t), connect.NewRequest(&filesystem.RemoveWatcherRequest{WatcherId: res.Msg.GetWatcherId()}))
 	must(t, err)
+}
+
+func countFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	must(t, err)
+	return len(ents)
+}
+
+// TestWatchersReleaseResources opens and closes many streams and polling watchers: their inotify
+// descriptors and goroutines must all go away.
+func TestWatchersReleaseResources(t *testing.T) {
+	e := newEnv(t)
+	must(t, os.MkdirAll(e.host("/home/user/r/a/b"), 0o755))
+	runtime.GC()
+	fds, goroutines := countFDs(t), runtime.NumGoroutine()
+	for range 20 {
+		c, cancel := context.WithCancel(ctx(t))
+		stream, err := e.client.WatchDir(c, connect.NewRequest(&filesystem.WatchDirRequest{Path: "r", Recursive: true}))
+		must(t, err)
+		if !stream.Receive() {
+			t.Fatal(stream.Err())
+		}
+		cancel()
+		stream.Close()
+		res, err := e.client.CreateWatcher(ctx(t), connect.NewRequest(&filesystem.CreateWatcherRequest{Path: "r", Recursive: true}))
+		must(t, err)
+		_, err = e.client.RemoveWatcher(ctx(t), connect.NewRequest(&filesystem.RemoveWatcherRequest{WatcherId: res.Msg.GetWatcherId()}))
+		must(t, err)
+	}
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		f, g := countFDs(t), runtime.NumGoroutine()
+		if f <= fds+2 && g <= goroutines+5 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("descriptors %d → %d, goroutines %d → %d", fds, f, goroutines, g)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
