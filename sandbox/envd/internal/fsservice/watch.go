@@ -131,7 +131,8 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[filesystem.
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			// As envd: a Connect-Timeout-Ms deadline ends the stream with deadline_exceeded.
+			return ctx.Err()
 		case <-keepalive.C:
 			if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Keepalive{Keepalive: &filesystem.WatchDirResponse_KeepAlive{}}}); err != nil {
 				return err
@@ -141,7 +142,7 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[filesystem.
 				err := <-runErr
 				if err == nil {
 					if ctx.Err() != nil {
-						return nil
+						return ctx.Err()
 					}
 					return errf(connect.CodeUnavailable, "watcher closed")
 				}

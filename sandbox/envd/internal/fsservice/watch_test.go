@@ -1,7 +1,12 @@
 package fsservice_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"runtime"
 	"strings"
@@ -365,5 +370,53 @@ func TestWatchersReleaseResources(t *testing.T) {
 			t.Fatalf("descriptors %d → %d, goroutines %d → %d", fds, f, goroutines, g)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWatchDirWireDeadline speaks the Connect streaming protocol by hand, as the SDKs' JSON
+// transports do: an enveloped request, application/connect+json frames back, `start` first, and a
+// Connect-Timeout-Ms deadline (the JS SDK's timeoutMs) ending the stream with an end-stream frame
+// carrying deadline_exceeded, as envd does.
+func TestWatchDirWireDeadline(t *testing.T) {
+	e := newEnv(t)
+	msg := []byte(`{"path":"/tmp"}`)
+	frame := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	req, err := http.NewRequestWithContext(ctx(t), http.MethodPost, e.base+"/filesystem.Filesystem/WatchDir", bytes.NewReader(frame))
+	must(t, err)
+	req.Header.Set("Content-Type", "application/connect+json")
+	req.Header.Set("Connect-Protocol-Version", "1")
+	req.Header.Set("Connect-Timeout-Ms", "300")
+	res, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/connect+json" {
+		t.Fatalf("status %d, Content-Type %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	var frames []string
+	var end []byte
+	for end == nil {
+		var hdr [5]byte
+		if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+			t.Fatalf("after %v: %v", frames, err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		if _, err := io.ReadFull(res.Body, body); err != nil {
+			t.Fatal(err)
+		}
+		if hdr[0]&0x02 != 0 {
+			end = body
+		} else {
+			frames = append(frames, string(body))
+		}
+	}
+	if len(frames) == 0 || frames[0] != `{"start":{}}` {
+		t.Errorf("frames %v, want start first", frames)
+	}
+	var es struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	must(t, json.Unmarshal(end, &es))
+	if es.Error.Code != "deadline_exceeded" {
+		t.Errorf("end-stream %s, want deadline_exceeded", end)
 	}
 }
