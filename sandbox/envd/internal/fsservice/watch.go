@@ -69,12 +69,17 @@ func (s *Service) startWatch(ctx context.Context, p string, recursive, allowNetw
 	w, err = newInotifyWatch(s.cfg.Root, world, recursive, allowNetwork, s.cfg.MaxWatchesPerWatch, s.log)
 	if err != nil {
 		release()
-		if errors.Is(err, errTooManyWatches) {
-			return nil, "", nil, connect.NewError(connect.CodeResourceExhausted, err)
-		}
-		return nil, "", nil, toConnect(err)
+		return nil, "", nil, connect.NewError(watchErrCode(err), err)
 	}
 	return w, world, release, nil
+}
+
+// watchErrCode is the Connect code of an error that ended a watch.
+func watchErrCode(err error) connect.Code {
+	if errors.Is(err, errOverflow) || errors.Is(err, errTooManyWatches) {
+		return connect.CodeResourceExhausted
+	}
+	return codeOf(err)
 }
 
 // event builds the FilesystemEvent of e, with the entry when asked and meaningful.
@@ -146,10 +151,7 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[filesystem.
 					}
 					return errf(connect.CodeUnavailable, "watcher closed")
 				}
-				if errors.Is(err, errOverflow) || errors.Is(err, errTooManyWatches) {
-					return connect.NewError(connect.CodeResourceExhausted, err)
-				}
-				return connect.NewError(connect.CodeInternal, err)
+				return connect.NewError(watchErrCode(err), err)
 			}
 			ev := s.event(e, base, req.Msg.GetIncludeEntry(), ents)
 			if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Filesystem{Filesystem: ev}}); err != nil {
@@ -270,13 +272,9 @@ func (s *Service) CreateWatcher(ctx context.Context, req *connect.Request[filesy
 			return true
 		})
 		if err != nil {
-			code := connect.CodeInternal
-			if errors.Is(err, errOverflow) || errors.Is(err, errTooManyWatches) {
-				code = connect.CodeResourceExhausted
-			}
 			log.Warn("watcher stopped", "err", err)
 			p.mu.Lock()
-			p.err = connect.NewError(code, err)
+			p.err = connect.NewError(watchErrCode(err), err)
 			p.mu.Unlock()
 		}
 	}()

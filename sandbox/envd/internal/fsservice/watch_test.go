@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -418,5 +419,37 @@ func TestWatchDirWireDeadline(t *testing.T) {
 	must(t, json.Unmarshal(end, &es))
 	if es.Error.Code != "deadline_exceeded" {
 		t.Errorf("end-stream %s, want deadline_exceeded", end)
+	}
+}
+
+// TestRecursiveWatchLimit: a recursive watch that would need more directories than allowed is
+// refused, and one that grows beyond the limit ends instead of silently missing directories.
+func TestRecursiveWatchLimit(t *testing.T) {
+	w := envdtest.NewWorld(t)
+	for _, d := range []string{"big/a", "big/b", "big/c", "small/a"} {
+		must(t, os.MkdirAll(filepath.Join(w, d), 0o755))
+	}
+	client := startService(t, w, func(c *fsservice.Config) { c.MaxWatchesPerWatch = 3 })
+	_, err := client.CreateWatcher(ctx(t), connect.NewRequest(&filesystem.CreateWatcherRequest{Path: "/big", Recursive: true}))
+	wantCode(t, err, connect.CodeResourceExhausted)
+
+	ch := watch(t, client, connect.NewRequest(&filesystem.WatchDirRequest{Path: "/small", Recursive: true}))
+	must(t, os.Mkdir(filepath.Join(w, "small/b"), 0o755)) // the third watch: fine
+	until(t, ch, ev{"b", create})
+	must(t, os.Mkdir(filepath.Join(w, "small/c"), 0o755)) // the fourth: over the limit
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case it, ok := <-ch:
+			if !ok {
+				t.Fatal("stream closed without an error")
+			}
+			if it.err != nil {
+				wantCode(t, it.err, connect.CodeResourceExhausted)
+				return
+			}
+		case <-deadline:
+			t.Fatal("watch kept running past its limit")
+		}
 	}
 }
