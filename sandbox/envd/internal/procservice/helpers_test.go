@@ -94,8 +94,11 @@ func newWorld(t *testing.T, opts ...worldOpt) *world {
 	hc := &http.Client{Transport: &http.Transport{}}
 	t.Cleanup(hc.CloseIdleConnections)
 	w.url, w.http = url, hc
-	w.client = processconnect.NewProcessClient(hc, url, connect.WithProtoJSON())
-	w.proto = processconnect.NewProcessClient(hc, url)
+	// No compression, as the SDKs: gzip would shrink the tests' zero floods 1000-fold and hide
+	// where bytes wait.
+	noGzip := connect.WithAcceptCompression("gzip", nil, nil)
+	w.client = processconnect.NewProcessClient(hc, url, connect.WithProtoJSON(), noGzip)
+	w.proto = processconnect.NewProcessClient(hc, url, noGzip)
 	return w
 }
 

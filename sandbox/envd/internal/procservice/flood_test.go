@@ -1,0 +1,199 @@
+package procservice_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/agentrun/agent/sandbox/envd"
+	"github.com/agentrun/agent/sandbox/envd/spec/process"
+)
+
+// heapSampler records the peak heap in use of this process (envd runs in it) while it runs.
+type heapSampler struct {
+	stop chan struct{}
+	wg   sync.WaitGroup
+	peak uint64
+	base uint64
+}
+
+func sampleHeap() *heapSampler {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	h := &heapSampler{stop: make(chan struct{}), base: ms.HeapInuse}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+				runtime.ReadMemStats(&ms)
+				h.peak = max(h.peak, ms.HeapInuse)
+			}
+		}
+	}()
+	return h
+}
+
+// growth stops sampling and returns the peak heap growth over the baseline.
+func (h *heapSampler) growth() uint64 {
+	close(h.stop)
+	h.wg.Wait()
+	if h.peak < h.base {
+		return 0
+	}
+	return h.peak - h.base
+}
+
+// wchar is how many bytes a process has written (its /proc/PID/io).
+func wchar(t *testing.T, pid uint32) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "wchar: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+const (
+	gib = 1 << 30
+	mib = 1 << 20
+	// heapBound is far below the data moved (1 GiB), and above what a bounded buffer, the HTTP
+	// layers and the garbage collector's slack need.
+	heapBound = 96 * mib
+)
+
+// A process flooding stdout, read by a slow client: the process is made to wait (back-pressure),
+// memory stays bounded, and every byte arrives.
+func TestFloodWithSlowReader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 1 GiB")
+	}
+	w := newWorld(t)
+	ctx := ctxT(t, 5*time.Minute)
+	heap := sampleHeap()
+	s, err := w.proto.Start(ctx, connect.NewRequest(withStdin(&process.StartRequest{
+		Process: &process.ProcessConfig{Cmd: "head", Args: []string{"-c", strconv.Itoa(gib), "/dev/zero"}},
+	}, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := readStart(t, s)
+	var received int64
+	var maxAhead int64
+	for i := 0; rd.next(); i++ {
+		d := s.Msg().GetEvent().GetData()
+		if len(d.GetStderr()) > 0 {
+			t.Fatalf("stderr: %q", d.GetStderr())
+		}
+		if !bytes.Equal(d.GetStdout(), make([]byte, len(d.GetStdout()))) {
+			t.Fatal("data corrupted")
+		}
+		received += int64(len(d.GetStdout()))
+		rd.out.stdout.Reset()
+		if i < 300 {
+			// Slow phase: the process must be held back, not buffered for.
+			time.Sleep(5 * time.Millisecond)
+			if wc := wchar(t, rd.out.pid); wc >= 0 {
+				maxAhead = max(maxAhead, wc-received)
+			}
+		}
+	}
+	growth := heap.growth()
+	if received != gib {
+		t.Fatalf("received %d bytes, want %d", received, gib)
+	}
+	if rd.out.end.GetExitCode() != 0 {
+		t.Fatalf("end %v", rd.out.end)
+	}
+	t.Logf("peak heap growth %d MiB; writer at most %d MiB ahead of the reader", growth/mib, maxAhead/mib)
+	if growth > heapBound {
+		t.Errorf("heap grew by %d MiB while streaming 1 GiB", growth/mib)
+	}
+	// Ahead = envd's buffer + pipe + socket buffers: bounded, nowhere near the 1 GiB written.
+	if maxAhead > 64*mib {
+		t.Errorf("the process wrote %d MiB more than the reader had read: no back-pressure", maxAhead/mib)
+	}
+}
+
+// A detached flooding process never blocks (its output goes to a ring) and memory stays bounded;
+// the next stream to attach receives the ring's tail, no more than the buffer holds.
+func TestDetachedFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 1 GiB")
+	}
+	const bufSize = 1 * mib
+	w := newWorld(t, func(c *envd.Config) { c.MaxBufferedOutput = bufSize })
+	ctx := ctxT(t, 5*time.Minute)
+	heap := sampleHeap()
+
+	startCtx, detach := context.WithCancel(ctx)
+	s, err := w.proto.Start(startCtx, connect.NewRequest(withStdin(sh(fmt.Sprintf("head -c %d /dev/zero; echo; echo TAIL; touch \"$HOME/flooded\"; exec sleep 60", gib)), false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := readStart(t, s)
+	pid := rd.out.pid
+	detach()
+	s.Close()
+
+	flag := filepath.Join(w.dir, "home/user/flooded")
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if _, err := os.Stat(flag); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("detached process blocked: wrote %d bytes", wchar(t, pid))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	growth := heap.growth()
+	t.Logf("peak heap growth %d MiB", growth/mib)
+	if growth > heapBound {
+		t.Errorf("heap grew by %d MiB while a detached process wrote 1 GiB", growth/mib)
+	}
+
+	c, err := w.proto.Connect(ctx, connect.NewRequest(&process.ConnectRequest{Process: pidSel(pid)}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := readConnect(t, c)
+	if !rc.until(func(o *outcome) bool { return strings.HasSuffix(o.stdout.String(), "\nTAIL\n") }) {
+		t.Fatalf("replay does not end with TAIL: %d bytes", rc.out.stdout.Len())
+	}
+	n := rc.out.stdout.Len()
+	t.Logf("replayed %d bytes", n)
+	if n > bufSize || n < bufSize/2 {
+		t.Errorf("replayed %d bytes, want the ring's tail (about %d)", n, bufSize)
+	}
+	if _, err := w.proto.SendSignal(ctx, connect.NewRequest(&process.SendSignalRequest{Process: pidSel(pid), Signal: process.Signal_SIGNAL_SIGKILL})); err != nil {
+		t.Fatal(err)
+	}
+	if o := rc.all(); o.end.GetStatus() != "signal: killed" {
+		t.Errorf("end %v", o.end)
+	}
+}
