@@ -309,6 +309,7 @@ func TestE2EHostileArguments(t *testing.T) {
 			{Name: "read_file", Args: map[string]any{"path": "../../../../../../etc/passwd"}},
 			{Name: "read_file", Args: map[string]any{"path": "missing.txt"}},
 			{Name: "write_file", Args: map[string]any{"path": "ok.txt", "data": "fine"}},
+			{Name: "read_file", Args: map[string]any{"path": "~/ok.txt"}},
 		}},
 		{Content: "Recovered."},
 	}}
@@ -319,7 +320,7 @@ func TestE2EHostileArguments(t *testing.T) {
 	}
 	tools := toolMessages(res.Transcript)
 	wants := []string{"not valid JSON", "too large", `argument "command" must be a string`, `unknown tool "shell"`,
-		"user:x:1000:1000", "Error reading file", "Wrote 4 bytes"}
+		"user:x:1000:1000", "Error reading file", "Wrote 4 bytes", "fine"}
 	for i, want := range wants {
 		if !strings.Contains(tools[i].Content, want) {
 			t.Errorf("result %d = %.200q, want %q", i, tools[i].Content, want)
