@@ -353,7 +353,7 @@ func TestE2EFlakyModel(t *testing.T) {
 	srv := llmtest.Start(t, sc)
 	p := scripted(t, srv, func(c *provider.Config) {
 		c.Retry = provider.RetryPolicy{MaxAttempts: 5, BaseDelay: time.Millisecond, MaxDelay: 10 * time.Millisecond}
-		c.Timeouts = provider.Timeouts{FirstByte: 5 * time.Second, Idle: 300 * time.Millisecond}
+		c.Timeouts = provider.Timeouts{FirstByte: 10 * time.Second, Idle: time.Second}
 	})
 	res, err := Run(context.Background(), e2eTask("p"), e.client, p, Options{Logger: quiet})
 	if err != nil {
