@@ -73,14 +73,18 @@ func (p *proc) expire() {
 	}
 	p.timedOut = true
 	if err := unix.Kill(-int(p.pid), unix.SIGKILL); err != nil && err != unix.ESRCH {
-		p.log.Warn("killing timed-out process", "pid", p.pid, "err", err)
+		p.log.Warn("killing timed-out process", "err", err)
 	}
 }
 
 // read copies one output file into the log until EOF (or EIO, when a pty's last slave closes).
 func (p *proc) read(f *os.File, kind outKind) {
 	defer p.readWG.Done()
-	defer f.Close()
+	if kind != outPTY {
+		// The pty master is closed by wait, once the process has exited: closing it earlier would
+		// hang the terminal up under a live process.
+		defer f.Close()
+	}
 	buf := make([]byte, maxChunk)
 	for {
 		n, err := f.Read(buf)
@@ -139,7 +143,7 @@ func (p *proc) wait(dl drainLimits, onEnd func()) {
 	go func() { p.readWG.Wait(); close(readersDone) }()
 	drained := p.drain(readersDone, dl)
 	if !drained {
-		p.log.Debug("output still held open after exit; not waiting for it", "pid", p.pid)
+		p.log.Debug("output still held open after exit; not waiting for it")
 	}
 
 	end := endEvent(p.cmd.ProcessState, waitErr, timedOut, p.timeout)
@@ -155,7 +159,7 @@ func (p *proc) wait(dl drainLimits, onEnd func()) {
 	}
 	close(p.done)
 	_, dropped := p.out.stats()
-	p.log.Info("process ended", "pid", p.pid, "status", end.GetStatus(), "dropped_output_bytes", dropped)
+	p.log.Info("process ended", "status", end.GetStatus(), "dropped_output_bytes", dropped)
 }
 
 // drain waits for the readers to reach EOF, within dl. It reports whether they did.
