@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -129,8 +128,8 @@ func (s *Service) Close() error {
 	}
 	s.mu.Lock()
 	for p := range s.active {
-		for _, f := range p.readers {
-			f.Close()
+		for _, r := range p.readers {
+			r.f.Close()
 		}
 	}
 	s.mu.Unlock()
@@ -174,9 +173,9 @@ func (s *Service) start(u users.User, msg *process.StartRequest, timeout time.Du
 		done:   make(chan struct{}),
 	}
 	if pr.pty != nil {
-		p.readers = []*os.File{pr.pty}
+		p.readers = []*outReader{newOutReader(pr.pty, outPTY)}
 	} else {
-		p.readers = []*os.File{pr.stdout, pr.stderr}
+		p.readers = []*outReader{newOutReader(pr.stdout, outStdout), newOutReader(pr.stderr, outStderr)}
 	}
 	sub, _ := p.out.subscribe()
 
@@ -216,13 +215,9 @@ func (s *Service) start(u users.User, msg *process.StartRequest, timeout time.Du
 		p.timer = time.AfterFunc(timeout, p.expire)
 		p.mu.Unlock()
 	}
-	if pr.pty != nil {
-		p.readWG.Add(1)
-		go p.read(pr.pty, outPTY)
-	} else {
-		p.readWG.Add(2)
-		go p.read(pr.stdout, outStdout)
-		go p.read(pr.stderr, outStderr)
+	p.readWG.Add(len(p.readers))
+	for _, r := range p.readers {
+		go p.read(r)
 	}
 	p.log.Info("process started", "cmd", msg.GetProcess().GetCmd(), "user", u.Name, "pty", pr.pty != nil, "timeout", timeout)
 
