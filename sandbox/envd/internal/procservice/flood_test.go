@@ -237,3 +237,39 @@ func TestSlowReaderGetsTheTailAfterExit(t *testing.T) {
 		t.Fatalf("received %d of %d bytes, end %v", o.stdout.Len(), total, o.end)
 	}
 }
+
+// Close does not hang on output owed to a stream that never reads.
+func TestCloseWithStuckReader(t *testing.T) {
+	w := newServiceWorld(t, procservice.Config{MaxBufferedOutput: 1, CloseWait: 200 * time.Millisecond}, true)
+	ctx := ctxT(t, time.Minute)
+	s, err := w.proto.Start(ctx, connect.NewRequest(withStdin(&process.StartRequest{
+		Process: &process.ProcessConfig{Cmd: "head", Args: []string{"-c", strconv.Itoa(64 * mib), "/dev/zero"}},
+	}, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := readStart(t, s) // and read nothing more: the process blocks on its output
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// Blocked once every buffer is full: its output stops growing.
+		a := wchar(t, rd.out.pid)
+		time.Sleep(100 * time.Millisecond)
+		if b := wchar(t, rd.out.pid); a > 0 && a == b {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("process never blocked")
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- w.svc.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close hung")
+	}
+	waitGone(t, int(rd.out.pid), 10*time.Second)
+}

@@ -35,6 +35,7 @@ type world struct {
 	dir    string
 	url    string
 	srv    *envd.Server
+	svc    *procservice.Service         // set by newServiceWorld
 	client processconnect.ProcessClient // JSON codec, as the SDKs use
 	proto  processconnect.ProcessClient // binary codec
 	http   *http.Client
@@ -133,7 +134,7 @@ func newServiceWorld(t *testing.T, cfg procservice.Config, smallSockets bool) *w
 		}
 		root.Close()
 	})
-	w := &world{dir: dir, url: hs.URL}
+	w := &world{dir: dir, url: hs.URL, svc: svc}
 	w.setClients(t)
 	if smallSockets {
 		dialer := &net.Dialer{}
