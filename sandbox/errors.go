@@ -21,6 +21,12 @@ var (
 	ErrNoSpace = errors.New("no space left in sandbox")
 	// ErrUnauthorized: the access token or API key was refused.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrOOM: a process in the sandbox was killed by the sandbox's memory limit.
+	ErrOOM = errors.New("out of memory (sandbox memory limit)")
+	// ErrPidsLimit: the sandbox hit its process limit; forks were refused.
+	ErrPidsLimit = errors.New("process limit reached")
+	// ErrExpired: the sandbox's lifetime ran out and it was destroyed.
+	ErrExpired = errors.New("sandbox lifetime expired")
 )
 
 // ExitError is returned with the Result when a command exits non-zero or is killed.

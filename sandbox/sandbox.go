@@ -1,6 +1,6 @@
 // Package sandbox defines what the agent and the runner need from an isolated Linux machine: files,
 // commands and a lifecycle. Backends (local OCI containers, E2B/Novita cloud) implement it; the data
-// plane of every backend is the envd protocol, spoken by the client in sandbox/envd/client.
+// plane of every backend is the envd protocol, spoken by the client in sandbox/envdclient.
 package sandbox
 
 import (
@@ -38,7 +38,7 @@ type Files interface {
 	MakeDir(ctx context.Context, path string) error
 	// Move renames a path.
 	Move(ctx context.Context, from, to string) error
-	// Remove deletes a file or a directory tree.
+	// Remove deletes a file or a directory tree; removing a missing path is not an error.
 	Remove(ctx context.Context, path string) error
 	// Watch reports changes under a directory until ctx ends or the watcher is closed.
 	Watch(ctx context.Context, path string, recursive bool) (Watcher, error)

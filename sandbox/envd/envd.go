@@ -33,8 +33,10 @@ import (
 )
 
 // Version is the envd protocol version this daemon reports. The SDKs gate features on it
-// (../shared reference §8); every feature gated at or below it is implemented.
-const Version = "0.5.7"
+// (../shared reference §8); every feature gated at or below it is implemented: octet-stream and
+// gzip uploads (0.5.7), X-Metadata-* file metadata (0.6.2), include_entry in watch events (0.6.3),
+// allow_network_mounts in watch requests (0.6.4).
+const Version = "0.6.4"
 
 // Defaults for Config's bounds.
 const (
@@ -110,7 +112,9 @@ func New(cfg Config) (*Server, error) {
 	s.proc = procservice.New(procservice.Config{
 		Root: root, Users: s.users, Env: s.Env, MaxBufferedOutput: cfg.MaxBufferedOutput, Logger: cfg.Logger,
 	})
-	s.files = filesapi.New(filesapi.Config{Root: root, Users: s.users, MaxUploadBytes: cfg.MaxUploadBytes, Logger: cfg.Logger})
+	s.files = filesapi.New(filesapi.Config{
+		Root: root, Users: s.users, MaxUploadBytes: cfg.MaxUploadBytes, AccessToken: cfg.AccessToken, Logger: cfg.Logger,
+	})
 	return s, nil
 }
 
@@ -154,7 +158,8 @@ func (s *Server) withVersion(next http.Handler) http.Handler {
 }
 
 // withAuth checks X-Access-Token in constant time. /health stays open: it reveals nothing and the SDKs
-// probe it to tell a live sandbox from a dead one.
+// probe it to tell a live sandbox from a dead one. GET and POST /files without a token but with a
+// signature (the SDKs' signed download/upload URLs) pass on to filesapi, which checks the signature.
 func (s *Server) withAuth(next http.Handler) http.Handler {
 	if s.cfg.AccessToken == "" {
 		return next
@@ -162,6 +167,11 @@ func (s *Server) withAuth(next http.Handler) http.Handler {
 	want := []byte(s.cfg.AccessToken)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "/files" && (r.Method == http.MethodGet || r.Method == http.MethodPost) &&
+			r.Header.Get("X-Access-Token") == "" && r.URL.Query().Has("signature") {
 			next.ServeHTTP(w, r)
 			return
 		}

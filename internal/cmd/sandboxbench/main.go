@@ -1,0 +1,394 @@
+// Command sandboxbench measures local sandboxes: create→ready latency (p50/p99) per template,
+// runtime, pool on/off, sequential and concurrent, beside a bare `runc run /bin/true` of the same
+// root filesystem measured in the same run; and density (host memory per idle sandbox, kill-all
+// time). It prints a Markdown report.
+//
+//	go build -o bin/agent ./cmd/agent
+//	go run ./internal/cmd/sandboxbench -binary bin/agent -n 50 > bench.md
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/ocispec"
+	"github.com/agentrun/agent/sandbox/local/template"
+)
+
+func main() { os.Exit(benchMain()) }
+
+func benchMain() (exit int) {
+	var (
+		binary, dataDir, templateDir, templates, runtimes string
+		n, conc, density, poolSize                        int
+		fixCrun                                           bool
+	)
+	flag.StringVar(&binary, "binary", "bin/agent", "agent binary (sandbox init)")
+	flag.StringVar(&dataDir, "data-dir", "/var/lib/agent-bench", "data dir (emptied of sandboxes at the end)")
+	flag.StringVar(&templateDir, "template-dir", "", "template dir (default DATA_DIR/templates)")
+	flag.StringVar(&templates, "templates", "host,debian", "templates to measure")
+	flag.StringVar(&runtimes, "runtimes", "runc,crun", "runtimes to measure (unusable ones are reported and skipped)")
+	flag.IntVar(&n, "n", 50, "creates per configuration")
+	flag.IntVar(&conc, "concurrency", 16, "concurrent creates in the concurrent runs")
+	flag.IntVar(&density, "density", 500, "idle sandboxes in the density run (0 skips it)")
+	flag.IntVar(&poolSize, "pool", 4, "pool size in the pool runs")
+	flag.BoolVar(&fixCrun, "fix-crun", false, "on a cgroup hybrid host, apply the crun host fix (agent doctor --fix) for the run and undo it after")
+	flag.Parse()
+	if fixCrun {
+		mounted, err := local.FixCrunHybrid()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "sandboxbench: crun fix:", err)
+		}
+		defer func() {
+			for _, m := range mounted {
+				if err := syscall.Unmount(m, 0); err == nil {
+					_ = os.Remove(m)
+				}
+			}
+		}()
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ctx := context.Background()
+	r := &report{w: os.Stdout}
+	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize}); err != nil {
+		fmt.Fprintln(os.Stderr, "sandboxbench:", err)
+		exit = 1
+	}
+	return exit
+}
+
+type benchConfig struct {
+	binary, dataDir, templateDir string
+	templates, runtimes          []string
+	n, conc, density, pool       int
+}
+
+type report struct{ w io.Writer }
+
+func (r *report) printf(format string, args ...any) { fmt.Fprintf(r.w, format, args...) }
+
+func run(ctx context.Context, r *report, c benchConfig) error {
+	if err := os.MkdirAll(c.dataDir, 0o711); err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	r.printf("## Local sandboxes (sandboxbench)\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row.\n\n",
+		host, runtime.NumCPU(), memTotal(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
+	open := func(rt string, pool int, tpl string) (*local.Backend, error) {
+		return local.New(ctx, local.Config{DataDir: c.dataDir, TemplateDir: c.templateDir, Binary: c.binary, Runtime: rt,
+			Pool: pool, PoolTemplate: tpl})
+	}
+	b0, err := open("runc", 0, "")
+	if err != nil {
+		return err
+	}
+	var usable []string
+	for _, rt := range c.runtimes {
+		if err := probe(ctx, b0, rt); err != nil {
+			r.printf("- %s skipped: %v\n", rt, firstLine(err.Error()))
+			continue
+		}
+		usable = append(usable, rt)
+	}
+	r.printf("\n### Create → ready (envd answers), milliseconds\n\n")
+	r.printf("| template | runtime | mode | p50 | p90 | p99 | max | bare `%s run /bin/true` p50 | ratio p50 |\n|---|---|---|---|---|---|---|---|---|\n", "runtime")
+	for _, tn := range c.templates {
+		tpl, err := b0.Templates().Ensure(ctx, tn, nil)
+		if err != nil {
+			r.printf("| %s | | | template unavailable: %s |||||\n", tn, firstLine(err.Error()))
+			continue
+		}
+		for _, rt := range usable {
+			bare, err := bareRun(ctx, c, b0, rt, tpl)
+			if err != nil {
+				return fmt.Errorf("bare %s run: %w", rt, err)
+			}
+			bareP50 := pct(bare, 50)
+			row := func(mode string, lat []time.Duration) {
+				r.printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f× |\n", tn, rt, mode, ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(pct(lat, 100)), ms(bareP50), ms(pct(lat, 50))/ms(bareP50))
+			}
+			b, err := open(rt, 0, tn)
+			if err != nil {
+				return err
+			}
+			lat, err := sequential(ctx, b, tn, c.n)
+			if err != nil {
+				return err
+			}
+			row("sequential", lat)
+			lat, err = concurrent(ctx, b, tn, c.n, c.conc)
+			if err != nil {
+				return err
+			}
+			row(fmt.Sprintf("%d concurrent", c.conc), lat)
+			_ = b.Close()
+			bp, err := open(rt, c.pool, tn)
+			if err != nil {
+				return err
+			}
+			lat, err = pooled(ctx, bp, tn, c.n, c.pool)
+			if err != nil {
+				return err
+			}
+			row(fmt.Sprintf("pool %d, claim", c.pool), lat)
+			_ = bp.Close()
+		}
+	}
+	r.printf("\nThe bare baseline is `%s run` of a bundle with the same root filesystem (host template: the same read-only system binds), no user namespace, no seccomp, no cgroup limits, no disk image: the runtime's own floor on this machine. A sandbox adds the disk image (mkfs + loop mount), the idmapped overlay, the seccomp profile, the user namespace, and envd's start.\n", "runtime")
+	if c.density > 0 {
+		if err := densityRun(ctx, r, b0, c.density); err != nil {
+			return err
+		}
+	}
+	_ = b0.Close()
+	_, err = b0.GC(ctx)
+	return err
+}
+
+func probe(ctx context.Context, b *local.Backend, rt string) error {
+	s, err := b.Create(ctx, local.Options{Runtime: rt})
+	if err != nil {
+		return err
+	}
+	return s.Kill(ctx)
+}
+
+func sequential(ctx context.Context, b *local.Backend, tpl string, n int) ([]time.Duration, error) {
+	var lat []time.Duration
+	for i := 0; i < n+1; i++ {
+		start := time.Now()
+		s, err := b.Create(ctx, local.Options{Template: tpl})
+		if err != nil {
+			return nil, err
+		}
+		d := time.Since(start)
+		if i > 0 { // the first warms caches
+			lat = append(lat, d)
+		}
+		if err := s.Kill(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return lat, nil
+}
+
+func concurrent(ctx context.Context, b *local.Backend, tpl string, n, conc int) ([]time.Duration, error) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(conc)
+	for i := 0; i < n; i++ {
+		g.Go(func() error {
+			start := time.Now()
+			s, err := b.Create(gctx, local.Options{Template: tpl})
+			if err != nil {
+				return err
+			}
+			d := time.Since(start)
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+			return s.Kill(gctx)
+		})
+	}
+	return lat, g.Wait()
+}
+
+// pooled measures claims from a full pool: between claims (not timed) the pool refills.
+func pooled(ctx context.Context, b *local.Backend, tpl string, n, size int) ([]time.Duration, error) {
+	var lat []time.Duration
+	for i := 0; i < n; i++ {
+		if err := waitPool(ctx, b, size); err != nil {
+			return nil, err
+		}
+		start := time.Now()
+		s, err := b.Create(ctx, local.Options{Template: tpl})
+		if err != nil {
+			return nil, err
+		}
+		lat = append(lat, time.Since(start))
+		if err := s.Kill(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return lat, nil
+}
+
+func waitPool(ctx context.Context, b *local.Backend, size int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		infos, err := b.List(ctx)
+		if err != nil {
+			return err
+		}
+		c := 0
+		for _, in := range infos {
+			if in.Phase == local.PhasePooled {
+				c++
+			}
+		}
+		if c >= size {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("pool did not fill")
+}
+
+// bareRun times `rt run` of /bin/true in a bundle on the template's tree.
+func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tpl *template.Template) ([]time.Duration, error) {
+	dir, err := os.MkdirTemp(c.dataDir, "bare-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	opts := []ocispec.Opt{
+		ocispec.WithProcess([]string{"/bin/true"}, []string{"PATH=" + ocispec.DefaultPath}, "/"),
+		ocispec.WithRootfs(tpl.Rootfs(), true),
+		func(s *specs.Spec) error {
+			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
+				{Type: specs.NetworkNamespace}, {Type: specs.UTSNamespace}, {Type: specs.IPCNamespace}}
+			s.Linux.CgroupsPath = "/agent-bench-bare/" + filepath.Base(dir)
+			return nil
+		},
+		ocispec.WithDefaultMounts(),
+	}
+	for _, d := range tpl.HostBinds {
+		opts = append(opts, ocispec.WithReadonlyBind(d, d))
+	}
+	spec, err := ocispec.New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := ocispec.Write(dir, spec); err != nil {
+		return nil, err
+	}
+	root := filepath.Join(dir, "state")
+	var lat []time.Duration
+	for i := 0; i < 31; i++ {
+		id := fmt.Sprintf("bare%d", i)
+		start := time.Now()
+		out, err := exec.CommandContext(ctx, rt, "--root", root, "run", "--bundle", dir, id).CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s", err, out)
+		}
+		if i > 0 {
+			lat = append(lat, time.Since(start))
+		}
+	}
+	_ = b.Cgroups().Remove(ctx, "/agent-bench-bare")
+	return lat, nil
+}
+
+func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
+	r.printf("\n### Density: %d idle sandboxes (host template, runc, default limits)\n\n", n)
+	sync0()
+	before := memAvailable()
+	start := time.Now()
+	var all []*local.Sandbox
+	for i := 0; i < n; i++ {
+		s, err := b.Create(ctx, local.Options{})
+		if err != nil {
+			for _, s := range all {
+				_ = s.Kill(ctx)
+			}
+			return fmt.Errorf("density: sandbox %d: %w", i, err)
+		}
+		all = append(all, s)
+	}
+	created := time.Since(start)
+	time.Sleep(3 * time.Second)
+	sync0()
+	after := memAvailable()
+	var cg int64
+	for _, s := range all {
+		cg += s.Stats().MemoryBytes
+	}
+	start = time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, s := range all {
+		g.Go(func() error { return s.Kill(gctx) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	killed := time.Since(start)
+	per := float64(before-after) / float64(n)
+	r.printf("| sandboxes | create all | host MemAvailable drop | per sandbox | cgroup memory per sandbox (mean) | kill all (8 at a time) |\n|---|---|---|---|---|---|\n")
+	r.printf("| %d | %.1f s | %.0f MiB | %.1f MiB | %.1f MiB | %.1f s |\n", n, created.Seconds(), float64(before-after)/(1<<20), per/(1<<20), float64(cg)/float64(n)/(1<<20), killed.Seconds())
+	r.printf("\nMemAvailable is read after dropping the page cache; the per-sandbox figure includes envd's memory, the kernel objects of its namespaces and mounts, and page cache not shared with the template.\n")
+	return nil
+}
+
+func sync0() {
+	exec.Command("sync").Run()
+	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+	time.Sleep(time.Second)
+}
+
+func memAvailable() int64 { return meminfo("MemAvailable:") }
+
+func memTotal() string { return fmt.Sprintf("%d GiB RAM", meminfo("MemTotal:")>>30) }
+
+func meminfo(key string) int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func kernel() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(b))
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := (len(s)*p + 99) / 100
+	if i < 1 {
+		i = 1
+	}
+	if i > len(s) {
+		i = len(s)
+	}
+	return s[i-1]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

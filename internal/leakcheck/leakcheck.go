@@ -1,0 +1,338 @@
+// Package leakcheck snapshots the host resources sandboxes use — mounts, cgroups, processes, loop
+// devices, network interfaces, nftables rules and the files under a data directory — so a test can
+// compare the host before and after and name whatever was left behind.
+package leakcheck
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Scope limits what a snapshot looks at, so unrelated activity on a shared host is not reported.
+// Empty fields mean "everything of that kind".
+type Scope struct {
+	// MountPrefixes: only mount points under these paths.
+	MountPrefixes []string
+	// CgroupPrefixes: only cgroups whose path (relative to the hierarchy root) starts with these.
+	CgroupPrefixes []string
+	// ProcessMarkers: only processes whose command line contains one of these strings, plus
+	// processes running as a uid at or above ProcessUIDMin (when set), plus this process's
+	// descendants.
+	ProcessMarkers []string
+	ProcessUIDMin  uint32
+	// DataDirs: files and directories under these paths.
+	DataDirs []string
+	// SkipNft skips the nftables ruleset.
+	SkipNft bool
+}
+
+// Snapshot is the state of the host resources in scope at one moment.
+type Snapshot struct {
+	Mounts    []string
+	Cgroups   []string
+	Processes []string
+	Loops     []string
+	Links     []string
+	Nft       string
+	Files     []string
+}
+
+// Take records the host's state within scope.
+func Take(sc Scope) (*Snapshot, error) {
+	s := &Snapshot{}
+	var err error
+	if s.Mounts, err = mounts(sc); err != nil {
+		return nil, err
+	}
+	s.Cgroups = cgroupDirs(sc)
+	s.Processes = processes(sc)
+	s.Loops = loops()
+	s.Links = links()
+	if !sc.SkipNft {
+		s.Nft = nftRuleset()
+	}
+	for _, d := range sc.DataDirs {
+		var dev uint64
+		if fi, err := os.Stat(d); err == nil {
+			dev = devOf(fi)
+		}
+		_ = filepath.WalkDir(d, func(p string, de fs.DirEntry, err error) error {
+			if err != nil || p == d {
+				return nil
+			}
+			s.Files = append(s.Files, p)
+			// Mounts are reported as mounts; do not walk into them.
+			if de.IsDir() {
+				if fi, err := de.Info(); err == nil && devOf(fi) != dev {
+					return filepath.SkipDir
+				}
+			}
+			return nil
+		})
+	}
+	slices.Sort(s.Files)
+	return s, nil
+}
+
+// Diff lists what after has that s (the baseline) has not.
+func (s *Snapshot) Diff(after *Snapshot) []string {
+	var out []string
+	add := func(kind string, before, now []string) {
+		have := map[string]bool{}
+		for _, x := range before {
+			have[x] = true
+		}
+		for _, x := range now {
+			if !have[x] {
+				out = append(out, kind+": "+x)
+			}
+		}
+	}
+	add("mount", s.Mounts, after.Mounts)
+	add("cgroup", s.Cgroups, after.Cgroups)
+	add("process", s.Processes, after.Processes)
+	add("loop device", s.Loops, after.Loops)
+	add("network interface", s.Links, after.Links)
+	add("file", s.Files, after.Files)
+	if s.Nft != after.Nft {
+		out = append(out, "nftables ruleset changed")
+	}
+	return out
+}
+
+// Check takes a baseline now and, at test cleanup, fails the test if anything in scope remains
+// that was not there before. Processes and mounts get a few seconds to go away.
+func Check(t testing.TB, sc Scope) {
+	t.Helper()
+	base, err := Take(sc)
+	if err != nil {
+		t.Fatalf("leakcheck baseline: %v", err)
+	}
+	t.Cleanup(func() {
+		var leaks []string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			now, err := Take(sc)
+			if err != nil {
+				t.Errorf("leakcheck: %v", err)
+				return
+			}
+			leaks = base.Diff(now)
+			if len(leaks) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(leaks) > 0 {
+			if len(leaks) > 50 {
+				leaks = append(leaks[:50], fmt.Sprintf("… and %d more", len(leaks)-50))
+			}
+			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
+		}
+	})
+}
+
+func devOf(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Dev
+	}
+	return 0
+}
+
+func under(p string, prefixes []string) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	for _, pre := range prefixes {
+		if p == pre || strings.HasPrefix(p, strings.TrimSuffix(pre, "/")+"/") || strings.HasPrefix(p, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+func mounts(sc Scope) ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 10 {
+			continue
+		}
+		point := fields[4]
+		if !under(point, sc.MountPrefixes) {
+			continue
+		}
+		typ := ""
+		for i, x := range fields {
+			if x == "-" && i+1 < len(fields) {
+				typ = fields[i+1]
+			}
+		}
+		out = append(out, point+" ("+typ+")")
+	}
+	slices.Sort(out)
+	return out, s.Err()
+}
+
+func cgroupDirs(sc Scope) []string {
+	roots := map[string]bool{}
+	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+		s := bufio.NewScanner(f)
+		s.Buffer(make([]byte, 64<<10), 1<<20)
+		for s.Scan() {
+			fields := strings.Fields(s.Text())
+			for i, x := range fields {
+				if x == "-" && i+1 < len(fields) && (fields[i+1] == "cgroup" || fields[i+1] == "cgroup2") {
+					roots[fields[4]] = true
+				}
+			}
+		}
+		f.Close()
+	}
+	var out []string
+	for root := range roots {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() || p == root {
+				return nil
+			}
+			rel := strings.TrimPrefix(p, root)
+			if under(rel, sc.CgroupPrefixes) {
+				out = append(out, p)
+			}
+			return nil
+		})
+	}
+	slices.Sort(out)
+	return out
+}
+
+func processes(sc Scope) []string {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	self := os.Getpid()
+	type info struct {
+		ppid int
+		uid  uint64
+		cmd  string
+	}
+	all := map[int]info{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		var in info
+		for _, l := range strings.Split(string(st), "\n") {
+			if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+				in.ppid, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+			if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					in.uid, _ = strconv.ParseUint(f[0], 10, 32)
+				}
+			}
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		in.cmd = strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+		all[pid] = in
+	}
+	descendant := func(pid int) bool {
+		for i := 0; i < 64 && pid > 1; i++ {
+			if pid == self {
+				return true
+			}
+			pid = all[pid].ppid
+		}
+		return false
+	}
+	var out []string
+	for pid, in := range all {
+		if pid == self || in.cmd == "" {
+			continue
+		}
+		keep := descendant(pid) || (sc.ProcessUIDMin > 0 && in.uid >= uint64(sc.ProcessUIDMin))
+		for _, m := range sc.ProcessMarkers {
+			if strings.Contains(in.cmd, m) {
+				keep = true
+			}
+		}
+		if len(sc.ProcessMarkers) == 0 && sc.ProcessUIDMin == 0 {
+			keep = true
+		}
+		if keep {
+			c := in.cmd
+			if len(c) > 200 {
+				c = c[:200]
+			}
+			out = append(out, fmt.Sprintf("%d %s", pid, c))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func loops() []string {
+	var out []string
+	ents, _ := os.ReadDir("/sys/block")
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "loop") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "loop", "backing_file"))
+		if err == nil {
+			out = append(out, e.Name()+" "+strings.TrimSpace(string(b)))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func links() []string {
+	ents, _ := os.ReadDir("/sys/class/net")
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func nftRuleset() string {
+	if _, err := exec.LookPath("nft"); err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b, err := exec.CommandContext(ctx, "nft", "list", "ruleset").Output()
+	if err != nil {
+		return ""
+	}
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,291 @@
+// Package cgroups reads what the kernel reports about a sandbox's control group (OOM kills, hits of
+// the pids limit, memory and CPU use) and removes control groups left behind, on cgroup v1, hybrid
+// and v2 hosts alike. The OCI runtime creates the groups and applies the limits; this package only
+// observes and cleans.
+package cgroups
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Mode is the host's cgroup layout.
+type Mode string
+
+// Layouts.
+const (
+	V1     Mode = "v1"     // only v1 hierarchies
+	Hybrid Mode = "hybrid" // v1 hierarchies and a v2 hierarchy with some controllers
+	V2     Mode = "v2"     // unified
+)
+
+// Host describes where the controllers are mounted.
+type Host struct {
+	Mode Mode
+	// V1 maps a controller name (memory, pids, cpu, cpuacct, freezer, …) to its hierarchy's mount point.
+	V1 map[string]string
+	// Unified is the cgroup2 mount point ("" when none).
+	Unified string
+	// UnifiedControllers are the controllers enabled on the v2 hierarchy.
+	UnifiedControllers []string
+}
+
+// Detect reads /proc/self/mountinfo to find the cgroup hierarchies.
+func Detect() (*Host, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	defer f.Close()
+	h := &Host{V1: map[string]string{}}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range fields {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+3 >= len(fields) || len(fields) < 5 {
+			continue
+		}
+		point, fstype, super := fields[4], fields[sep+1], fields[sep+3]
+		switch fstype {
+		case "cgroup2":
+			if h.Unified == "" {
+				h.Unified = point
+			}
+		case "cgroup":
+			for _, o := range strings.Split(super, ",") {
+				switch o {
+				case "rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "xattr", "clone_children":
+					continue
+				}
+				if _, seen := h.V1[o]; !seen {
+					h.V1[o] = point
+				}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading mountinfo: %w", err)
+	}
+	if h.Unified != "" {
+		if b, err := os.ReadFile(filepath.Join(h.Unified, "cgroup.controllers")); err == nil {
+			h.UnifiedControllers = strings.Fields(string(b))
+		}
+	}
+	switch {
+	case len(h.V1) == 0 && h.Unified != "":
+		h.Mode = V2
+	case len(h.V1) > 0 && h.Unified != "":
+		h.Mode = Hybrid
+	case len(h.V1) > 0:
+		h.Mode = V1
+	default:
+		return nil, errors.New("no cgroup filesystem is mounted")
+	}
+	return h, nil
+}
+
+// Dirs lists every directory that holds the group at path (one per v1 hierarchy, plus the v2 one).
+func (h *Host) Dirs(path string) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(root string) {
+		d := filepath.Join(root, filepath.Clean("/"+path))
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	for _, root := range h.V1 {
+		add(root)
+	}
+	if h.Unified != "" {
+		add(h.Unified)
+	}
+	return out
+}
+
+// Stats are the counters a sandbox's limits produce.
+type Stats struct {
+	// OOMKills counts processes killed by the memory limit.
+	OOMKills int64
+	// PidsLimitHits counts forks refused by the pids limit.
+	PidsLimitHits int64
+	// MemoryPeakBytes is the highest memory use seen.
+	MemoryPeakBytes int64
+	// MemoryBytes is the current memory use.
+	MemoryBytes int64
+	// CPUUsage is the CPU time used by all processes of the group.
+	CPUUsage time.Duration
+	// Pids is the number of tasks now.
+	Pids int64
+}
+
+// Stats reads the counters of the group at path. Missing files read as zero.
+func (h *Host) Stats(path string) Stats {
+	var s Stats
+	p := filepath.Clean("/" + path)
+	if mem, ok := h.V1["memory"]; ok {
+		d := filepath.Join(mem, p)
+		s.OOMKills = keyed(filepath.Join(d, "memory.oom_control"), "oom_kill")
+		s.MemoryPeakBytes = single(filepath.Join(d, "memory.max_usage_in_bytes"))
+		s.MemoryBytes = single(filepath.Join(d, "memory.usage_in_bytes"))
+	} else if h.Unified != "" {
+		d := filepath.Join(h.Unified, p)
+		s.OOMKills = keyed(filepath.Join(d, "memory.events"), "oom_kill")
+		s.MemoryPeakBytes = single(filepath.Join(d, "memory.peak"))
+		s.MemoryBytes = single(filepath.Join(d, "memory.current"))
+	}
+	if pids, ok := h.V1["pids"]; ok {
+		d := filepath.Join(pids, p)
+		s.PidsLimitHits = keyed(filepath.Join(d, "pids.events"), "max")
+		s.Pids = single(filepath.Join(d, "pids.current"))
+	} else if h.Unified != "" {
+		d := filepath.Join(h.Unified, p)
+		s.PidsLimitHits = keyed(filepath.Join(d, "pids.events"), "max")
+		s.Pids = single(filepath.Join(d, "pids.current"))
+	}
+	if acct, ok := h.V1["cpuacct"]; ok {
+		s.CPUUsage = time.Duration(single(filepath.Join(acct, p, "cpuacct.usage")))
+	} else if h.Unified != "" {
+		s.CPUUsage = time.Duration(keyed(filepath.Join(h.Unified, p, "cpu.stat"), "usage_usec")) * time.Microsecond
+	}
+	return s
+}
+
+// keyed reads "key value" lines and returns key's value.
+func keyed(file, key string) int64 {
+	b, err := readBounded(file)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && k == key {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func single(file string) int64 {
+	b, err := readBounded(file)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return n
+}
+
+func readBounded(file string) ([]byte, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	buf := make([]byte, 8192)
+	n, err := f.Read(buf)
+	if n == 0 && err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// Remove kills every process left in the group at path (and its descendants) and removes the group
+// from every hierarchy. Removing a missing group is not an error.
+func (h *Host) Remove(ctx context.Context, path string) error {
+	var errs []error
+	for _, d := range h.Dirs(path) {
+		if err := removeTree(ctx, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Children lists the direct child groups of parent (by name), across hierarchies.
+func (h *Host) Children(parent string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, d := range h.Dirs(parent) {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if e.IsDir() && !seen[e.Name()] {
+				seen[e.Name()] = true
+				out = append(out, e.Name())
+			}
+		}
+	}
+	return out
+}
+
+func removeTree(ctx context.Context, dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // removed meanwhile (by the runtime)
+	}
+	if err != nil {
+		return fmt.Errorf("reading cgroup %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := removeTree(ctx, filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		killAll(dir)
+		err := syscall.Rmdir(dir)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if !errors.Is(err, syscall.EBUSY) || attempt >= 100 {
+			return fmt.Errorf("removing cgroup %s: %w", dir, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("removing cgroup %s: %w", dir, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// killAll SIGKILLs the processes listed in the group. The group is frozen first when a v1 freezer
+// exists for it so that nothing forks while we kill; the v2 cgroup.kill file does it atomically.
+func killAll(dir string) {
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0); err == nil {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}

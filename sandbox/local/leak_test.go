@@ -1,0 +1,196 @@
+package local_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/agentrun/agent/internal/leakcheck"
+	"github.com/agentrun/agent/sandbox"
+	"github.com/agentrun/agent/sandbox/local"
+)
+
+// scope is what a backend may touch on the host.
+func scope(b *local.Backend) leakcheck.Scope { return scopeAt(b.DataDir()) }
+
+// scopeAt is what a backend on the data dir dd may touch on the host.
+func scopeAt(dd string) leakcheck.Scope {
+	return leakcheck.Scope{
+		MountPrefixes:  []string{dd},
+		CgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
+		ProcessMarkers: []string{dd},
+		ProcessUIDMin:  local.DefaultUIDBase,
+		DataDirs: []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "slots"),
+			filepath.Join(dd, "runtime", "runc")},
+	}
+}
+
+func TestNoLeaksCreateKillCycles(t *testing.T) {
+	b := newBackend(t, nil)
+	ctx := ctxT(t, 15*time.Minute)
+	// Warm up: the runtime's state dir and the template exist from here on.
+	s := mustCreate(t, ctx, b, local.Options{})
+	if err := s.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leakcheck.Check(t, scope(b))
+	n := 200
+	if v, err := strconv.Atoi(os.Getenv("AGENT_TEST_CYCLES")); err == nil && v > 0 {
+		n = v
+	}
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		s, err := b.Create(ctx, local.Options{})
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if i%50 == 0 {
+			if out, code, err := s.Output(ctx, "", "true"); err != nil || code != 0 {
+				t.Fatalf("cycle %d: exec: %v %d %s", i, err, code, out)
+			}
+		}
+		if err := s.Kill(ctx); err != nil {
+			t.Fatalf("cycle %d: kill: %v", i, err)
+		}
+	}
+	t.Logf("%d create/kill cycles in %v", n, time.Since(start))
+}
+
+// helperCreate runs in a child process: it creates sandboxes on AGENT_TEST_DATA_DIR until killed.
+func helperCreate() int {
+	ctx := context.Background()
+	b, err := local.New(ctx, local.Config{
+		DataDir: os.Getenv("AGENT_TEST_DATA_DIR"), TemplateDir: os.Getenv("AGENT_TEST_TEMPLATES"),
+		Binary: os.Getenv("AGENT_TEST_BIN"), SkipGC: true,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for {
+		if _, err := b.Create(ctx, local.Options{}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("created")
+	}
+}
+
+func TestGCAfterSIGKILLMidCreate(t *testing.T) {
+	b := newBackend(t, nil)
+	ctx := ctxT(t, 5*time.Minute)
+	s := mustCreate(t, ctx, b, local.Options{}) // builds the template, warms the runtime dir
+	if err := s.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	leakcheck.Check(t, scope(b))
+	// Kill the creating process at many points of a create (and after a few completed ones).
+	for _, delay := range []time.Duration{5, 15, 25, 40, 60, 80, 100, 130, 170, 250, 600} {
+		delay *= time.Millisecond
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "AGENT_TEST_HELPER=create", "AGENT_TEST_DATA_DIR="+b.DataDir(),
+			"AGENT_TEST_TEMPLATES="+templateCache, "AGENT_TEST_BIN="+agentBin)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the child has started a sandbox directory, then let it run for delay.
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			ents, _ := os.ReadDir(filepath.Join(b.DataDir(), "sandboxes"))
+			if len(ents) > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(delay)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		rep, err := b.GC(ctx)
+		if err != nil {
+			t.Fatalf("gc after kill at +%v: %v", delay, err)
+		}
+		t.Logf("killed at +%v; gc reclaimed %v (cgroups %v, runtime states %v)", delay, rep.Sandboxes, rep.Cgroups, rep.RuntimeStates)
+		if l, _ := b.List(ctx); len(l) != 0 {
+			t.Fatalf("sandboxes remain after gc: %+v", l)
+		}
+	}
+}
+
+func TestListGetKillFromAnotherBackend(t *testing.T) {
+	b1 := newBackend(t, nil)
+	ctx := ctxT(t, 2*time.Minute)
+	s := mustCreate(t, ctx, b1, local.Options{})
+	b2, err := local.New(ctx, local.Config{DataDir: b1.DataDir(), TemplateDir: templateCache, Binary: agentBin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b2's GC at open must leave b1's live sandbox alone.
+	infos, err := b2.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].ID != s.ID() || infos[0].Status != "running" || !infos[0].Owned {
+		t.Fatalf("List from another backend: %+v", infos)
+	}
+	g, err := b2.Get(ctx, s.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code, err := g.Output(ctx, "", "hostname"); err != nil || code != 0 || out != s.ID()+"\n" {
+		t.Fatalf("exec through Get: %q %d %v", out, code, err)
+	}
+	if _, err := b2.Get(ctx, "nosuchsandbox"); !errors.Is(err, sandbox.ErrNotFound) {
+		t.Errorf("Get(unknown) = %v, want ErrNotFound", err)
+	}
+	if _, err := b2.Get(ctx, "../etc"); !errors.Is(err, sandbox.ErrInvalid) {
+		t.Errorf("Get(bad id) = %v, want ErrInvalid", err)
+	}
+	if err := b2.Kill(ctx, s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Failure(); !errors.Is(err, sandbox.ErrGone) {
+		t.Errorf("owner sees %v after another process killed it, want ErrGone", err)
+	}
+	if infos, _ := b1.List(ctx); len(infos) != 0 {
+		t.Errorf("sandbox still listed after kill: %+v", infos)
+	}
+	if err := b2.Kill(ctx, s.ID()); err != nil {
+		t.Errorf("killing a gone sandbox: %v", err)
+	}
+	if err := b2.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestLifetimeExpiry(t *testing.T) {
+	b := newBackend(t, nil)
+	ctx := ctxT(t, 2*time.Minute)
+	s, err := b.Create(ctx, local.Options{Limits: local.Limits{Lifetime: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Failure(); err != nil {
+		t.Fatalf("fresh sandbox: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if infos, _ := b.List(ctx); len(infos) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if infos, _ := b.List(ctx); len(infos) != 0 {
+		t.Fatalf("sandbox outlived its lifetime: %+v", infos)
+	}
+	err = s.Failure()
+	if !errors.Is(err, sandbox.ErrExpired) || !errors.Is(err, sandbox.ErrGone) {
+		t.Errorf("Failure() = %v, want ErrExpired (and ErrGone)", err)
+	}
+}

@@ -1,0 +1,167 @@
+package local_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentrun/agent/sandbox/local"
+)
+
+// agentBin is the agent binary built for the tests: it is every sandbox's init (`agent envd`).
+var agentBin string
+
+// probeBin is the test probe (internal/probe), copied into sandboxes.
+var probeBin string
+
+// skipReason is set when the tests cannot run real sandboxes here.
+var skipReason string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	if os.Getenv("AGENT_TEST_HELPER") == "create" {
+		return helperCreate()
+	}
+	if os.Geteuid() != 0 {
+		skipReason = "local sandboxes need root (user namespaces, mounts, cgroups)"
+		return m.Run()
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		skipReason = "runc is not installed (apt-get install runc)"
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "agent-local-test-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	agentBin = filepath.Join(dir, "agent")
+	probeBin = filepath.Join(dir, "probe")
+	pb := exec.Command("go", "build", "-o", probeBin, "github.com/agentrun/agent/sandbox/local/internal/probe")
+	pb.Env = append(os.Environ(), "CGO_ENABLED=0")
+	pb.Stdout, pb.Stderr = os.Stderr, os.Stderr
+	if err := pb.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the probe:", err)
+		return 1
+	}
+	templateCache = os.Getenv("AGENT_TEST_TEMPLATE_DIR")
+	if templateCache == "" {
+		templateCache = filepath.Join(dir, "templates")
+	}
+	build := exec.Command("go", "build", "-o", agentBin, "github.com/agentrun/agent/cmd/agent")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the agent binary:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// requireRoot skips the test when real sandboxes cannot run.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+}
+
+// templateCache is a template directory shared by every test of the run (the debian template takes
+// minutes to build). AGENT_TEST_TEMPLATE_DIR keeps it across runs.
+var templateCache string
+
+// newBackend opens a backend on a fresh data dir, closed (and checked empty) at cleanup.
+func newBackend(t testing.TB, mod func(*local.Config)) *local.Backend {
+	t.Helper()
+	return newBackendAt(t, tempDataDir(t), mod)
+}
+
+// tempDataDir returns a fresh data dir sandboxes can use.
+func tempDataDir(t testing.TB) string {
+	t.Helper()
+	requireRoot(t)
+	dd := t.TempDir()
+	// t.TempDir's parents are private; sandboxes' roots must traverse them.
+	for _, d := range []string{filepath.Dir(dd), dd} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dd
+}
+
+// newBackendAt opens a backend on dd, closed (and garbage-collected) at cleanup.
+func newBackendAt(t testing.TB, dd string, mod func(*local.Config)) *local.Backend {
+	t.Helper()
+	cfg := local.Config{
+		DataDir:     dd,
+		TemplateDir: templateCache,
+		Binary:      agentBin,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	b, err := local.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Close(); err != nil {
+			t.Errorf("closing backend: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := b.GC(ctx); err != nil {
+			t.Errorf("gc: %v", err)
+		}
+	})
+	return b
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// installProbe copies the probe into the sandbox at /tmp/probe.
+func installProbe(t testing.TB, ctx context.Context, s *local.Sandbox) {
+	t.Helper()
+	f, err := os.Open(probeBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out strings.Builder
+	code, err := s.Exec(ctx, local.ExecOpts{User: "root", Args: []string{"sh", "-c", "cat > /tmp/probe && chmod 755 /tmp/probe"}, Stdin: f, Stdout: &out, Stderr: &out})
+	if err != nil || code != 0 {
+		t.Fatalf("installing probe: %v (exit %d) %s", err, code, out.String())
+	}
+}
+
+// mustCreate creates a sandbox killed at cleanup.
+func mustCreate(t testing.TB, ctx context.Context, b *local.Backend, o local.Options) *local.Sandbox {
+	t.Helper()
+	s, err := b.Create(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.Kill(ctx); err != nil {
+			t.Errorf("kill: %v", err)
+		}
+	})
+	return s
+}

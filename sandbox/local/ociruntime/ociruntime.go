@@ -1,0 +1,218 @@
+// Package ociruntime drives an OCI runtime binary (runc, crun or runsc) through its command line:
+// create, start, state, exec, delete. Every call is bounded by its context; errors carry the
+// runtime's own message.
+package ociruntime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Names of the supported runtimes.
+const (
+	Runc  = "runc"
+	Crun  = "crun"
+	Runsc = "runsc"
+)
+
+// Names lists the supported runtimes, default first.
+func Names() []string { return []string{Runc, Crun, Runsc} }
+
+// ErrNotExist is returned when the runtime does not know the container.
+var ErrNotExist = errors.New("container does not exist")
+
+// Runtime is one runtime binary with its state directory.
+type Runtime struct {
+	Name   string
+	Binary string
+	// Root is the runtime's state directory (--root).
+	Root string
+}
+
+// New finds the runtime's binary on PATH.
+func New(name, root string) (*Runtime, error) {
+	switch name {
+	case Runc, Crun, Runsc:
+	default:
+		return nil, fmt.Errorf("unknown OCI runtime %q (want one of %v)", name, Names())
+	}
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		return nil, fmt.Errorf("OCI runtime %s is not installed (on Debian/Ubuntu: apt-get install %s): %w", name, pkgOf(name), err)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("creating runtime state dir: %w", err)
+	}
+	return &Runtime{Name: name, Binary: bin, Root: root}, nil
+}
+
+func pkgOf(name string) string { return name }
+
+// global returns the global flags.
+func (r *Runtime) global() []string {
+	args := []string{"--root", r.Root}
+	if r.Name == Runsc {
+		// ptrace works everywhere (no KVM needed); gVisor's own network stack is off: the sandbox
+		// network is the namespace the spec gives.
+		args = append(args, "--platform=ptrace", "--network=none")
+	}
+	return args
+}
+
+// SupportsPreserveFDs tells whether the runtime can pass extra file descriptors to the container's
+// init (runsc cannot).
+func (r *Runtime) SupportsPreserveFDs() bool { return r.Name != Runsc }
+
+// CreateOpts are the arguments of Create.
+type CreateOpts struct {
+	Bundle  string
+	PidFile string
+	// ExtraFiles become fds 3, 4, … of the container's init.
+	ExtraFiles []*os.File
+	// Output receives the init's stdout and stderr and the runtime's own messages. It must be a
+	// file, not a pipe: the init keeps it for its whole life.
+	Output *os.File
+}
+
+// Create creates the container: namespaces, mounts and cgroups set up, init waiting to start.
+func (r *Runtime) Create(ctx context.Context, id string, o CreateOpts) error {
+	args := append(r.global(), "create", "--bundle", o.Bundle, "--pid-file", o.PidFile)
+	if len(o.ExtraFiles) > 0 {
+		if !r.SupportsPreserveFDs() {
+			return fmt.Errorf("%s cannot pass file descriptors to the container", r.Name)
+		}
+		args = append(args, "--preserve-fds", strconv.Itoa(len(o.ExtraFiles)))
+	}
+	args = append(args, id)
+	cmd := exec.CommandContext(ctx, r.Binary, args...)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = o.Output, o.Output
+	cmd.ExtraFiles = o.ExtraFiles
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	// The runtime must not inherit our terminal's process group: a Ctrl-C aimed at us would reach it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s create: %w", r.Name, err)
+	}
+	return nil
+}
+
+// Start runs the created container's init.
+func (r *Runtime) Start(ctx context.Context, id string) error {
+	_, err := r.run(ctx, "start", id)
+	return err
+}
+
+// Delete kills the container's processes and removes its runtime state. A missing container is
+// not an error.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	_, err := r.run(ctx, "delete", "--force", id)
+	if errors.Is(err, ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// Kill sends sig to the container's init.
+func (r *Runtime) Kill(ctx context.Context, id string, sig syscall.Signal) error {
+	_, err := r.run(ctx, "kill", id, strconv.Itoa(int(sig)))
+	return err
+}
+
+// State is the runtime's view of a container.
+type State struct {
+	ID     string `json:"id"`
+	Status string `json:"status"` // creating, created, running, stopped, paused
+	Pid    int    `json:"pid"`
+	Bundle string `json:"bundle"`
+}
+
+// State asks the runtime for the container's state.
+func (r *Runtime) State(ctx context.Context, id string) (*State, error) {
+	out, err := r.run(ctx, "state", id)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(out, &s); err != nil {
+		return nil, fmt.Errorf("%s state %s: %w", r.Name, id, err)
+	}
+	return &s, nil
+}
+
+// ExecOpts describe a process run in a running container through the runtime (an administrative
+// path beside the envd protocol: it needs no daemon inside).
+type ExecOpts struct {
+	Args []string
+	Env  []string
+	Cwd  string
+	// UID and GID inside the sandbox.
+	UID, GID int
+	TTY      bool
+}
+
+// ExecCommand returns the command that runs o in the container; the caller wires stdio and runs it.
+// The process gets the container's seccomp profile, capabilities and namespaces.
+func (r *Runtime) ExecCommand(ctx context.Context, id string, o ExecOpts) *exec.Cmd {
+	args := append(r.global(), "exec", "--user", fmt.Sprintf("%d:%d", o.UID, o.GID))
+	if o.Cwd != "" {
+		args = append(args, "--cwd", o.Cwd)
+	}
+	for _, e := range o.Env {
+		args = append(args, "--env", e)
+	}
+	if o.TTY {
+		args = append(args, "--tty")
+	}
+	args = append(args, id)
+	args = append(args, o.Args...)
+	cmd := exec.CommandContext(ctx, r.Binary, args...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// Version returns the first line of `runtime --version`.
+func (r *Runtime) Version(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, r.Binary, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", r.Name, err)
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line, nil
+}
+
+func (r *Runtime) run(ctx context.Context, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.Binary, append(r.global(), args...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 2048 {
+			msg = msg[len(msg)-2048:]
+		}
+		if strings.Contains(msg, "does not exist") || strings.Contains(msg, "not found") || strings.Contains(msg, "No such file") {
+			return nil, fmt.Errorf("%s %s: %s: %w", r.Name, args[0], msg, ErrNotExist)
+		}
+		return nil, fmt.Errorf("%s %s: %w: %s", r.Name, args[0], err, msg)
+	}
+	return stdout.Bytes(), nil
+}

@@ -1,0 +1,4 @@
+module.exports = {
+  twice: (x) => x * 2,
+};
+
