@@ -91,6 +91,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		Network: netw.Name(), Slot: -1, CgroupsPath: b.cgParent + "/" + id, Limits: lim,
 		Created: time.Now().UTC(), DefaultUser: tpl.DefaultUser, Workdir: tpl.Workdir,
 	}
+	rec.From = o.From
 	if err := writeRecord(p, rec); err != nil {
 		alive.Close()
 		_ = os.RemoveAll(p.dir)
@@ -241,7 +242,7 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 	if err := mounts.BindIDMapped(tpl.Rootfs(), p.lower(), ns, mounts.Attr{ReadOnly: true, NoDev: true}); err != nil {
 		return err
 	}
-	if err := mounts.Overlay(p.lower(), p.upper(), p.work(), p.rootfs()); err != nil {
+	if err := b.overlay(p, rec, ns); err != nil {
 		return err
 	}
 	// The overlay holds its own reference to the lower layer.

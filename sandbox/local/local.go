@@ -315,11 +315,17 @@ type Options struct {
 	Env map[string]string
 	// Network is the network mode; only "none" (loopback only) exists today.
 	Network string
+	// From starts the sandbox from a snapshot's files (snapshot.go); unset fields take the
+	// snapshot's template and limits.
+	From string
 }
 
 // Create creates a sandbox and returns once its envd answers. The caller owns it: it is killed when
 // its lifetime ends or the backend closes, and reclaimed by GC if this process dies.
 func (b *Backend) Create(ctx context.Context, o Options) (*Sandbox, error) {
+	if o.From != "" {
+		return b.createFrom(ctx, o)
+	}
 	if o.Template == "" {
 		o.Template = DefaultTemplate
 	}
@@ -357,7 +363,7 @@ func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Phase != PhaseRunning {
+	if rec.Phase != PhaseRunning && rec.Phase != PhasePaused {
 		return nil, fmt.Errorf("sandbox %s is %s: %w", id, rec.Phase, sandbox.ErrNotFound)
 	}
 	s := b.newSandbox(rec, nil)

@@ -169,7 +169,7 @@ func (s *Sandbox) Failure() error {
 	if rt, err := s.b.runtime(s.rec.Runtime); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" {
+		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" && st.Status != "paused" {
 			return withLog(fmt.Errorf("sandbox %s: its init (envd) is %s: %w", s.rec.ID, st.Status, sandbox.ErrGone), s.p.log())
 		}
 	}
