@@ -164,12 +164,12 @@ func TestPauseResumeCounterContinues(t *testing.T) {
 	t.Logf("%d ticks, one spanning the pause: %v", len(ticks), time.Duration(gap))
 }
 
-// treeListing describes every file under dir inside the sandbox: type, mode, size, mtime, path,
-// link target and content hash.
+// treeListing describes every file under dir inside the sandbox: type, mode, owner, size (but
+// a directory's, which depends on the filesystem), mtime, path, link target and content hash.
 func treeListing(t *testing.T, ctx context.Context, s *local.Sandbox, dir string) string {
 	t.Helper()
 	out, code, err := s.Output(ctx, "root", "sh", "-c",
-		"cd "+dir+" && find . -printf '%y %m %U:%G %s %T@ %p -> %l\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum")
+		"cd "+dir+" && find . \\( -type d -printf '%y %m %U:%G - %T@ %p\\n' \\) -o -printf '%y %m %U:%G %s %T@ %p -> %l\\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum")
 	if err != nil || code != 0 {
 		t.Fatalf("listing %s: %v %d %s", dir, err, code, out)
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -322,4 +323,82 @@ func TestMemorySnapshotCRIU(t *testing.T) {
 	c := mustCreate(t, ctx, b, local.Options{From: snap.ID})
 	n0 := len(readCounter(t, ctx, c))
 	waitFor(t, 30*time.Second, "the restored counter to go on", func() bool { return len(readCounter(t, ctx, c)) > n0+5 })
+}
+
+// TestSnapshotHostileTree: what a sandbox leaves in its files cannot make a snapshot read or write
+// host files, and trees a snapshot cannot hold fail cleanly.
+func TestSnapshotHostileTree(t *testing.T) {
+	dd := tempDataDir(t)
+	b := newBackendAt(t, dd, nil)
+	ctx := ctxT(t, 5*time.Minute)
+	leaks := noLeaks(t, dd)
+	s, err := b.Create(ctx, local.Options{Limits: local.Limits{DiskBytes: 256 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Symlinks aimed at host files, a directory symlink the copy could descend through, odd
+	// names: all are kept as what they are inside the sandbox.
+	script := `set -e
+cd /home/user
+mkdir w && cd w
+ln -s /etc/shadow shadow
+ln -s ../../../../../../../../etc/passwd up
+ln -s / root
+mkdir real && echo inside > real/f
+ln -s real dirlink
+printf 'nl' > "$(printf 'new\nline')"
+printf 'bad' > "$(printf 'bad\377name')"
+`
+	if out, code, err := s.Output(ctx, "root", "sh", "-c", script); err != nil || code != 0 {
+		t.Fatalf("%v %d %s", err, code, out)
+	}
+	want := treeListing(t, ctx, s, "/home/user/w")
+	snap, err := b.Snapshot(ctx, s.ID(), local.SnapshotOptions{ID: "hostile"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := b.Create(ctx, local.Options{From: snap.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := treeListing(t, ctx, c, "/home/user/w"); got != want {
+		t.Errorf("hostile tree differs:\nwant:\n%s\ngot:\n%s", want, got)
+	}
+	layer := filepath.Join(dd, "snapshots", "hostile", "layer", "home", "user", "w")
+	for name, target := range map[string]string{"shadow": "/etc/shadow", "root": "/", "dirlink": "real"} {
+		if got, err := os.Readlink(filepath.Join(layer, name)); err != nil || got != target {
+			t.Errorf("%s in the layer: %q %v, want a symlink to %q", name, got, err, target)
+		}
+	}
+	if err := c.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// Too deep a tree, and sparse files whose apparent size is out of bounds: refused, nothing left.
+	if out, code, err := s.Output(ctx, "", "sh", "-c", "cd /home/user && i=0; while [ $i -lt 600 ]; do mkdir d; cd d; i=$((i+1)); done"); err != nil || code != 0 {
+		t.Fatalf("%v %d %s", err, code, out)
+	}
+	if _, err := b.Snapshot(ctx, s.ID(), local.SnapshotOptions{ID: "deep"}); err == nil || !strings.Contains(err.Error(), "nested deeper") {
+		t.Fatalf("snapshot of a 600-deep tree: %v", err)
+	}
+	if out, code, err := s.Output(ctx, "", "sh", "-c", "rm -rf /home/user/d && for i in 1 2 3; do truncate -s 1T /home/user/sparse$i; done"); err != nil || code != 0 {
+		t.Fatalf("%v %d %s", err, code, out)
+	}
+	if _, err := b.Snapshot(ctx, s.ID(), local.SnapshotOptions{ID: "sparse"}); err == nil || !strings.Contains(err.Error(), "apparent size") {
+		t.Fatalf("snapshot of 3 TiB of sparse files: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dd, "snapshots")); len(ents) != 1 || ents[0].Name() != "hostile" {
+		t.Errorf("after refused snapshots the store holds %v", ents)
+	}
+	// The source runs on after refused snapshots.
+	if out, code, err := s.Output(ctx, "", "echo", "ok"); err != nil || code != 0 || out != "ok\n" {
+		t.Fatalf("source after refused snapshots: %q %d %v", out, code, err)
+	}
+	if err := s.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RemoveSnapshot(ctx, "hostile"); err != nil {
+		t.Fatal(err)
+	}
+	leaks()
 }
