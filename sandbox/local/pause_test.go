@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -408,4 +409,68 @@ func TestResumeKeptFromAnotherBackend(t *testing.T) {
 	if _, err := b.Resume(ctx, "nosuchsandbox", local.ResumeOptions{}); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("resume of a missing sandbox: %v", err)
 	}
+}
+
+// TestKeptSandboxAfterReboot: a reboot takes a kept sandbox's processes and mounts; its files are
+// still in its disk image. Resume says it is gone; a snapshot still takes its files; gc
+// --older-than reclaims it. The reboot is simulated: the runtime deletes the container and every
+// mount of the sandbox is detached.
+func TestKeptSandboxAfterReboot(t *testing.T) {
+	dd := tempDataDir(t)
+	b := newBackendAt(t, dd, nil)
+	ctx := ctxT(t, 3*time.Minute)
+	leaks := noLeaks(t, dd)
+	s, err := b.Create(ctx, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.ID()
+	if out, code, err := s.Output(ctx, "", "sh", "-c", "echo before-reboot > /home/user/f"); err != nil || code != 0 {
+		t.Fatalf("%v %d %s", err, code, out)
+	}
+	if err := s.Keep(ctx, "reboot test"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "runc", "--root", filepath.Join(dd, "runtime", "runc"), "delete", "--force", id).CombinedOutput(); err != nil {
+		t.Fatalf("runc delete: %v %s", err, out)
+	}
+	sbdir := filepath.Join(dd, "sandboxes", id)
+	for range 8 {
+		data, _ := os.ReadFile("/proc/self/mountinfo")
+		var points []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], sbdir+"/") {
+				points = append(points, f[4])
+			}
+		}
+		if len(points) == 0 {
+			break
+		}
+		slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+		for _, p := range points {
+			_ = syscall.Unmount(p, syscall.MNT_DETACH)
+		}
+	}
+	if _, err := b.Resume(ctx, id, local.ResumeOptions{}); !errors.Is(err, sandbox.ErrGone) {
+		t.Fatalf("resuming a sandbox whose processes are gone: %v, want ErrGone", err)
+	}
+	snap, err := b.Snapshot(ctx, id, local.SnapshotOptions{ID: "rescued"})
+	if err != nil {
+		t.Fatalf("snapshot of a kept sandbox after a reboot: %v", err)
+	}
+	c, err := b.Create(ctx, local.Options{From: snap.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := c.Output(ctx, "", "cat", "/home/user/f"); err != nil || out != "before-reboot\n" {
+		t.Fatalf("files rescued from the kept sandbox: %q %v", out, err)
+	}
+	if err := c.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := b.GCWith(ctx, local.GCOptions{OlderThan: time.Nanosecond, Snapshots: true}); err != nil ||
+		!slices.Contains(rep.Sandboxes, id) || !slices.Contains(rep.Snapshots, "rescued") {
+		t.Fatalf("gc --older-than --snapshots: %+v %v", rep, err)
+	}
+	leaks()
 }
