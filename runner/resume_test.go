@@ -3,6 +3,7 @@ package runner_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
 	"github.com/agentrun/agent/runner"
+	"github.com/agentrun/agent/runner/spec"
 )
 
 // TestResumeRunsOnlyUnfinishedTasks interrupts a run while its second task is in the agent loop,
@@ -118,12 +120,12 @@ func TestResumeRunsOnlyUnfinishedTasks(t *testing.T) {
 	}
 
 	// Third session after an edit: the edited spec runs again, the others never.
-	spec := filepath.Join(suite, "log-errors", "task.yaml")
-	data, err := os.ReadFile(spec)
+	specFile := filepath.Join(suite, "log-errors", "task.yaml")
+	data, err := os.ReadFile(specFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(spec, bytes.Replace(data, []byte("Any tool is fine."), []byte("Any tool will do."), 1), 0o644); err != nil {
+	if err := os.WriteFile(specFile, bytes.Replace(data, []byte("Any tool is fine."), []byte("Any tool will do."), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	before := map[string]int{}
@@ -141,6 +143,63 @@ func TestResumeRunsOnlyUnfinishedTasks(t *testing.T) {
 		ran := calls("m-"+task) > before[task]
 		if ran != (task == "log-errors") {
 			t.Errorf("%s: ran again = %v", task, ran)
+		}
+	}
+}
+
+// TestResumeWithMoreEpochs raises a finished task's repeat from 1 to 3 and resumes: epoch 1 keeps
+// its results (moved to tasks/<name>/1/), epochs 2 and 3 run.
+func TestResumeWithMoreEpochs(t *testing.T) {
+	requireSandboxes(t)
+	ctx := ctxT(t, 5*time.Minute)
+	dd := runnertest.DataDir(t)
+	b := runnertest.Backend(t, dd, agentBin, "")
+	runnertest.CheckLeaks(t, dd)
+	file := filepath.Join(repoRoot, "tasks", "examples", "fizzbuzz", "task.yaml")
+	load := func(repeat int) []*spec.Spec {
+		s, err := spec.Load(ctx, []string{file}, spec.Options{Overrides: &spec.Config{Common: spec.Common{Repeat: spec.Ptr(repeat)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Specs
+	}
+	models := &runner.Replays{Path: filepath.Join(repoRoot, "testdata", "transcripts")}
+	out := filepath.Join(t.TempDir(), "results")
+	r, err := runner.New(runner.Config{Specs: load(1), Models: models, Out: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum, err := r.Run(ctx, b); err != nil || !sum.OK {
+		t.Fatalf("first run: %+v %v", sum, err)
+	}
+	first := taskResult(t, out, "fizzbuzz")
+	r, err = runner.New(runner.Config{Specs: load(3), Models: models, Out: out, Resume: true, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(ctx, b)
+	if err != nil || !sum.OK || sum.Total != 3 {
+		t.Fatalf("resumed run: %+v %v", sum, err)
+	}
+	if !sum.Tasks[0].Reused || sum.Tasks[1].Reused || sum.Tasks[2].Reused {
+		t.Errorf("reused: %+v", sum.Tasks)
+	}
+	for e := 1; e <= 3; e++ {
+		var res runner.TaskResult
+		readJSON(t, filepath.Join(out, "tasks", "fizzbuzz", fmt.Sprint(e), "result.json"), &res)
+		if res.Epoch != e || res.Epochs != 3 || res.Status != runner.StatusPassed {
+			t.Errorf("epoch %d: %+v", e, res)
+		}
+		if e == 1 && !res.StartedAt.Equal(first.StartedAt) {
+			t.Errorf("epoch 1 ran again")
+		}
+		if _, err := os.Stat(filepath.Join(out, "tasks", "fizzbuzz", fmt.Sprint(e), "transcript.json")); err != nil {
+			t.Errorf("epoch %d transcript: %v", e, err)
+		}
+	}
+	for _, name := range []string{"result.json", "transcript.json", "checks.json", "files"} {
+		if _, err := os.Stat(filepath.Join(out, "tasks", "fizzbuzz", name)); !os.IsNotExist(err) {
+			t.Errorf("single-epoch %s left behind: %v", name, err)
 		}
 	}
 }
