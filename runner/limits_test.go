@@ -19,7 +19,8 @@ func call(command string) llmtest.Turn {
 
 // TestTasksEndInErrorWithTheReason runs tasks that hit each limit — the task's time limit, the
 // sandbox's memory limit, the step limit — and a failing setup command; each ends as error with
-// its reason, while a passing task in the same run is unaffected.
+// its reason, while passing tasks in the same run are unaffected (one of them has its background
+// command stopped before the checks, as stop_background asks).
 func TestTasksEndInErrorWithTheReason(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
@@ -34,6 +35,10 @@ func TestTasksEndInErrorWithTheReason(t *testing.T) {
 		}},
 		&llmtest.Scenario{Name: "looper", Loop: true, Turns: []llmtest.Turn{call("date")}},
 		&llmtest.Scenario{Name: "fine", Turns: []llmtest.Turn{call("echo ok > ok.txt"), {Content: "done"}}},
+		&llmtest.Scenario{Name: "background", Turns: []llmtest.Turn{
+			{ToolCalls: []llmtest.ToolCall{{Name: "run_commands", Args: map[string]any{"command": "sleep 1000", "background": true}}}},
+			{Content: "left it running"},
+		}},
 	)
 	dir := t.TempDir()
 	runnertest.WriteSpec(t, dir, "timeout", `
@@ -65,6 +70,13 @@ prompt: write ok.txt
 model: custom:fine
 checks: [{file: ok.txt, equals: "ok\n"}]
 `)
+	// stop_background: the command the agent left running is gone before the checks.
+	runnertest.WriteSpec(t, dir, "background", `
+prompt: leave a command running
+model: custom:background
+stop_background: true
+checks: [{run: "! pgrep -x sleep"}]
+`)
 	out := filepath.Join(t.TempDir(), "results")
 	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
 	if err != nil {
@@ -83,8 +95,10 @@ checks: [{file: ok.txt, equals: "ok\n"}]
 			t.Errorf("%s: %s/%s (%s), want error/%s", name, g.Status, g.Reason, g.Detail, want)
 		}
 	}
-	if got["fine"].Status != runner.StatusPassed {
-		t.Errorf("fine: %+v", got["fine"])
+	for _, name := range []string{"fine", "background"} {
+		if got[name].Status != runner.StatusPassed {
+			t.Errorf("%s: %+v", name, got[name])
+		}
 	}
 	if d := got["timeout"].Detail; !strings.Contains(d, "limit of 3s") {
 		t.Errorf("timeout detail = %q", d)
