@@ -116,6 +116,9 @@ error); 2 usage error; 3 internal error.`,
 			if err != nil {
 				return usageError("%v", err)
 			}
+			if err := checkModels(models, []*spec.Spec{s}); err != nil {
+				return err
+			}
 			b, closeBackend, err := openBackend(ctx, backend, &lf)
 			if err != nil {
 				return err

@@ -203,6 +203,9 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return usageError("%v", err)
 	}
+	if err := checkModels(models, suite.Specs); err != nil {
+		return err
+	}
 	backend, closeBackend, err := openBackend(ctx, f.backend, &f.lf)
 	if err != nil {
 		return err
@@ -229,6 +232,21 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	printSummary(human, sum, r.Out())
 	if !sum.OK && !f.exitZero {
 		return &exitError{code: exitFailed}
+	}
+	return nil
+}
+
+// checkModels opens every task's model provider before anything runs, so a missing key or an
+// unknown provider is a usage error rather than a model_error in every task.
+func checkModels(models runner.Models, specs []*spec.Spec) error {
+	for _, s := range specs {
+		m, err := models.Model(s)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		if _, err := models.Provider(s, m); err != nil {
+			return usageError("task %s: %v", s.Name, err)
+		}
 	}
 	return nil
 }
