@@ -111,6 +111,10 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 			if fl == nil || fs.Changed(name) || slices.Contains(notReplayed, name) {
 				continue
 			}
+			if strings.Contains(prev.Flags[name], ":xxxxx@") {
+				fmt.Fprintf(cmd.ErrOrStderr(), "--resume: give --%s again: its credentials were not recorded\n", name)
+				continue
+			}
 			if err := fs.Set(name, prev.Flags[name]); err != nil {
 				return usageError("--resume: taking over --%s=%s: %v", name, prev.Flags[name], err)
 			}
@@ -184,13 +188,13 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 
 	info := runner.RunInfo{
 		Versions:   runner.Versions{Agent: version, Go: runtime.Version(), EnvdProtocol: envdVersion()},
-		Command:    os.Args,
+		Command:    redactArgs(os.Args),
 		Args:       args,
 		Flags:      changedFlags(cmd),
 		ConfigFile: suite.ConfigFile,
 		Model:      suite.Run.Model,
 		Provider:   suite.Run.Provider,
-		BaseURL:    suite.Run.BaseURL,
+		BaseURL:    redactURL(suite.Run.BaseURL),
 		Replay:     f.mf.replay,
 	}
 	if f.backend == "local" {
