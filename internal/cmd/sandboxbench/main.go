@@ -301,7 +301,7 @@ func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tp
 func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	r.printf("\n### Density: %d idle sandboxes (host template, runc, default limits)\n\n", n)
 	sync0()
-	before := memAvailable()
+	before, slabBefore := memAvailable(), meminfo("Slab:")
 	start := time.Now()
 	var all []*local.Sandbox
 	for i := 0; i < n; i++ {
@@ -317,10 +317,11 @@ func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	created := time.Since(start)
 	time.Sleep(3 * time.Second)
 	sync0()
-	after := memAvailable()
-	var cg int64
+	after, slabAfter := memAvailable(), meminfo("Slab:")
+	var cg, pss int64
 	for _, s := range all {
 		cg += s.Stats().MemoryBytes
+		pss += pssOf(s.Record().InitPid)
 	}
 	start = time.Now()
 	g, gctx := errgroup.WithContext(ctx)
@@ -333,10 +334,27 @@ func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	}
 	killed := time.Since(start)
 	per := float64(before-after) / float64(n)
-	r.printf("| sandboxes | create all | host MemAvailable drop | per sandbox | cgroup memory per sandbox (mean) | kill all (8 at a time) |\n|---|---|---|---|---|---|\n")
-	r.printf("| %d | %.1f s | %.0f MiB | %.1f MiB | %.1f MiB | %.1f s |\n", n, created.Seconds(), float64(before-after)/(1<<20), per/(1<<20), float64(cg)/float64(n)/(1<<20), killed.Seconds())
-	r.printf("\nMemAvailable is read after dropping the page cache; the per-sandbox figure includes envd's memory, the kernel objects of its namespaces and mounts, and page cache not shared with the template.\n")
+	mib := func(v float64) float64 { return v / (1 << 20) }
+	r.printf("| sandboxes | create all | kill all (8 at a time) | cgroup memory per sandbox | envd Pss per sandbox | kernel slab per sandbox | host MemAvailable drop per sandbox |\n|---|---|---|---|---|---|---|\n")
+	r.printf("| %d | %.1f s | %.1f s | %.2f MiB | %.2f MiB | %.2f MiB | %.2f MiB |\n", n, created.Seconds(), killed.Seconds(),
+		mib(float64(cg)/float64(n)), mib(float64(pss)/float64(n)), mib(float64(slabAfter-slabBefore)/float64(n)), mib(per))
+	r.printf("\nThe cgroup figure is what each sandbox is charged (envd's memory plus the kernel memory its processes allocate); Pss is envd's share of resident memory (its binary's pages are shared by all sandboxes); slab is the host-wide kernel object growth (namespaces, mounts, overlay, ext4, loop devices) divided by the count. MemAvailable is host-wide, read after dropping the page cache, and moves with everything else running on the machine: on a shared machine it is the least reliable of the four.\n")
 	return nil
+}
+
+// pssOf reads a process's proportional set size.
+func pssOf(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func sync0() {
