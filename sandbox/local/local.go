@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentrun/agent/sandbox"
+	"github.com/agentrun/agent/sandbox/envdclient"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
 	"github.com/agentrun/agent/sandbox/local/ociruntime"
 	"github.com/agentrun/agent/sandbox/local/template"
@@ -103,6 +104,13 @@ type ConnectInfo struct {
 	Dial func(ctx context.Context) (net.Conn, error)
 }
 
+// DefaultConnect is the envd client of a local sandbox: the envd protocol over the sandbox's
+// host-private unix socket. envd's own default user (the template's) applies to requests that name
+// none.
+func DefaultConnect(ctx context.Context, info ConnectInfo) (DataPlane, error) {
+	return envdclient.New(envdclient.Config{BaseURL: "http://envd", Dial: info.Dial})
+}
+
 // Config configures a Backend.
 type Config struct {
 	// DataDir holds sandbox state, runtime state and (by default) templates.
@@ -121,8 +129,8 @@ type Config struct {
 	MaxSlots int
 	// ReadyTimeout bounds the wait for a new sandbox's envd to answer.
 	ReadyTimeout time.Duration
-	// Connect builds the envd client of a sandbox. Without it, the sandbox's file and command
-	// methods return ErrNoDataPlane (Exec through the runtime still works).
+	// Connect builds the envd client of a sandbox; default: an envdclient.Client dialling the
+	// sandbox's host-private socket.
 	Connect func(ctx context.Context, info ConnectInfo) (DataPlane, error)
 	// Templates overrides the template builders (default: host and debian).
 	Templates map[string]template.Builder
@@ -196,6 +204,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Connect == nil {
+		cfg.Connect = DefaultConnect
 	}
 	if cfg.Templates == nil {
 		cfg.Templates = map[string]template.Builder{
