@@ -153,6 +153,13 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		}
 	}
 	r.printf("\nThe bare baseline is `%s run` of a bundle with the same root filesystem (host template: the same read-only system binds), no user namespace, no seccomp, no cgroup limits, no disk image: the runtime's own floor on this machine. A sandbox adds the disk image (mkfs + loop mount), the idmapped overlay, the seccomp profile, the user namespace, and envd's start.\n", "runtime")
+	if len(usable) > 0 {
+		if tpl, err := b0.Templates().Ensure(ctx, c.templates[0], nil); err == nil {
+			if err := specCosts(ctx, r, c, b0, usable, tpl); err != nil {
+				return err
+			}
+		}
+	}
 	if c.density > 0 {
 		if err := densityRun(ctx, r, b0, c.density); err != nil {
 			return err
@@ -254,7 +261,7 @@ func waitPool(ctx context.Context, b *local.Backend, size int) error {
 }
 
 // bareRun times `rt run` of /bin/true in a bundle on the template's tree.
-func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tpl *template.Template) ([]time.Duration, error) {
+func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tpl *template.Template, extra ...ocispec.Opt) ([]time.Duration, error) {
 	dir, err := os.MkdirTemp(c.dataDir, "bare-")
 	if err != nil {
 		return nil, err
@@ -274,6 +281,7 @@ func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tp
 	for _, d := range tpl.HostBinds {
 		opts = append(opts, ocispec.WithReadonlyBind(d, d))
 	}
+	opts = append(opts, extra...)
 	spec, err := ocispec.New(opts...)
 	if err != nil {
 		return nil, err
@@ -296,6 +304,41 @@ func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tp
 	}
 	_ = b.Cgroups().Remove(ctx, "/agent-bench-bare")
 	return lat, nil
+}
+
+// specCosts times `rt run /bin/true` with each group of the sandbox spec's options added alone, and
+// all together, to show where a sandbox's start time goes.
+func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, rts []string, tpl *template.Template) error {
+	userns := func(s *specs.Spec) error {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+		return ocispec.WithUserNamespace(local.DefaultUIDBase, local.UIDRange)(s)
+	}
+	seccomp := []ocispec.Opt{ocispec.WithCapabilities(ocispec.DefaultCapabilities()), ocispec.WithSeccompDefault()}
+	resources := ocispec.WithResources("/agent-bench-bare/r", ocispec.Resources{MemoryBytes: local.DefaultMemory, Pids: local.DefaultPids, CPUs: local.DefaultCPUs})
+	variants := []struct {
+		name string
+		opts []ocispec.Opt
+	}{
+		{"bare (namespaces, default mounts)", nil},
+		{"+ user namespace", []ocispec.Opt{userns}},
+		{"+ capabilities + seccomp profile", seccomp},
+		{"+ masked/read-only paths", []ocispec.Opt{ocispec.WithMaskedPaths()}},
+		{"+ cgroup limits", []ocispec.Opt{resources}},
+		{"all of the above", append([]ocispec.Opt{userns, ocispec.WithMaskedPaths(), resources}, seccomp...)},
+	}
+	r.printf("\n### Where the runtime's time goes: `run /bin/true` (%s template rootfs), p50 ms\n\n| spec | %s |\n|---|%s\n", tpl.Name, strings.Join(rts, " | "), strings.Repeat("---|", len(rts)))
+	for _, v := range variants {
+		cells := []string{}
+		for _, rt := range rts {
+			lat, err := bareRun(ctx, c, b, rt, tpl, v.opts...)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", rt, v.name, err)
+			}
+			cells = append(cells, fmt.Sprintf("%.1f", ms(pct(lat, 50))))
+		}
+		r.printf("| %s | %s |\n", v.name, strings.Join(cells, " | "))
+	}
+	return nil
 }
 
 func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
