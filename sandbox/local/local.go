@@ -378,6 +378,18 @@ func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
 	return s, nil
 }
 
+// Lookup reads one sandbox's record (no runtime call): cheap enough to poll.
+func (b *Backend) Lookup(id string) (*Record, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	}
+	rec, err := readRecord(b.paths(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("sandbox %s: %w", id, sandbox.ErrNotFound)
+	}
+	return rec, err
+}
+
 // Info describes a sandbox for listings.
 type Info struct {
 	Record
