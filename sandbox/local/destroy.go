@@ -163,7 +163,7 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 		}
 	}
 	if len(live) == 0 {
-		_ = b.cg.Remove(ctx, b.cgParent)
+		b.removeIdleCgroupParent(ctx)
 	}
 	digests := map[string]bool{}
 	for id := range live {

@@ -467,5 +467,22 @@ func (b *Backend) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	b.removeIdleCgroupParent(ctx)
 	return errors.Join(errs...)
+}
+
+// removeIdleCgroupParent removes the data dir's cgroup parent when the data dir holds no sandbox
+// (any process's), so a data dir that is deleted leaves no cgroup behind. A create in another
+// process makes its sandbox directory well before the runtime makes cgroups, so it is seen here.
+func (b *Backend) removeIdleCgroupParent(ctx context.Context) {
+	ents, err := os.ReadDir(b.sbDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() && ValidID(e.Name()) {
+			return
+		}
+	}
+	_ = b.cg.Remove(ctx, b.cgParent)
 }
