@@ -40,6 +40,7 @@ func benchMain() (exit int) {
 		binary, dataDir, templateDir, templates, runtimes string
 		n, conc, density, poolSize                        int
 		fixCrun                                           bool
+		sections                                          string
 	)
 	flag.StringVar(&binary, "binary", "bin/agent", "agent binary (sandbox init)")
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/agent-bench", "data dir (emptied of sandboxes at the end)")
@@ -50,6 +51,7 @@ func benchMain() (exit int) {
 	flag.IntVar(&conc, "concurrency", 16, "concurrent creates in the concurrent runs")
 	flag.IntVar(&density, "density", 500, "idle sandboxes in the density run (0 skips it)")
 	flag.IntVar(&poolSize, "pool", 4, "pool size in the pool runs")
+	flag.StringVar(&sections, "sections", "create,breakdown,density", "sections to run")
 	flag.BoolVar(&fixCrun, "fix-crun", false, "on a cgroup hybrid host, apply the crun host fix (agent doctor --fix) for the run and undo it after")
 	flag.Parse()
 	if fixCrun {
@@ -68,7 +70,7 @@ func benchMain() (exit int) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ctx := context.Background()
 	r := &report{w: os.Stdout}
-	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize}); err != nil {
+	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize, strings.Split(sections, ",")}); err != nil {
 		fmt.Fprintln(os.Stderr, "sandboxbench:", err)
 		exit = 1
 	}
@@ -79,6 +81,7 @@ type benchConfig struct {
 	binary, dataDir, templateDir string
 	templates, runtimes          []string
 	n, conc, density, pool       int
+	sections                     []string
 }
 
 type report struct{ w io.Writer }
@@ -108,6 +111,29 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		}
 		usable = append(usable, rt)
 	}
+	if slices.Contains(c.sections, "create") {
+		if err := createRows(ctx, r, c, b0, usable, open); err != nil {
+			return err
+		}
+	}
+	if len(usable) > 0 && slices.Contains(c.sections, "breakdown") {
+		if tpl, err := b0.Templates().Ensure(ctx, c.templates[0], nil); err == nil {
+			if err := specCosts(ctx, r, c, b0, usable, tpl); err != nil {
+				return err
+			}
+		}
+	}
+	if c.density > 0 && slices.Contains(c.sections, "density") {
+		if err := densityRun(ctx, r, b0, c.density); err != nil {
+			return err
+		}
+	}
+	_ = b0.Close()
+	_, err = b0.GC(ctx)
+	return err
+}
+
+func createRows(ctx context.Context, r *report, c benchConfig, b0 *local.Backend, usable []string, open func(string, int, string) (*local.Backend, error)) error {
 	r.printf("\n### Create → ready (envd answers), milliseconds\n\n")
 	r.printf("| template | runtime | mode | p50 | p90 | p99 | max | bare `%s run /bin/true` p50 | ratio p50 |\n|---|---|---|---|---|---|---|---|---|\n", "runtime")
 	for _, tn := range c.templates {
@@ -153,21 +179,7 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		}
 	}
 	r.printf("\nThe bare baseline is `%s run` of a bundle with the same root filesystem (host template: the same read-only system binds), no user namespace, no seccomp, no cgroup limits, no disk image: the runtime's own floor on this machine. A sandbox adds the disk image (mkfs + loop mount), the idmapped overlay, the seccomp profile, the user namespace, and envd's start.\n", "runtime")
-	if len(usable) > 0 {
-		if tpl, err := b0.Templates().Ensure(ctx, c.templates[0], nil); err == nil {
-			if err := specCosts(ctx, r, c, b0, usable, tpl); err != nil {
-				return err
-			}
-		}
-	}
-	if c.density > 0 {
-		if err := densityRun(ctx, r, b0, c.density); err != nil {
-			return err
-		}
-	}
-	_ = b0.Close()
-	_, err = b0.GC(ctx)
-	return err
+	return nil
 }
 
 func probe(ctx context.Context, b *local.Backend, rt string) error {
@@ -327,14 +339,23 @@ func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, 
 		{"all of the above", append([]ocispec.Opt{userns, ocispec.WithMaskedPaths(), resources}, seccomp...)},
 	}
 	r.printf("\n### Where the runtime's time goes: `run /bin/true` (%s template rootfs), p50 ms\n\n| spec | %s |\n|---|%s\n", tpl.Name, strings.Join(rts, " | "), strings.Repeat("---|", len(rts)))
+	// Three interleaved rounds, so a slow spell of a shared machine does not land on one row.
+	lat := map[string][]time.Duration{}
+	for round := 0; round < 3; round++ {
+		for _, v := range variants {
+			for _, rt := range rts {
+				l, err := bareRun(ctx, c, b, rt, tpl, v.opts...)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", rt, v.name, err)
+				}
+				lat[rt+v.name] = append(lat[rt+v.name], l...)
+			}
+		}
+	}
 	for _, v := range variants {
 		cells := []string{}
 		for _, rt := range rts {
-			lat, err := bareRun(ctx, c, b, rt, tpl, v.opts...)
-			if err != nil {
-				return fmt.Errorf("%s %s: %w", rt, v.name, err)
-			}
-			cells = append(cells, fmt.Sprintf("%.1f", ms(pct(lat, 50))))
+			cells = append(cells, fmt.Sprintf("%.1f", ms(pct(lat[rt+v.name], 50))))
 		}
 		r.printf("| %s | %s |\n", v.name, strings.Join(cells, " | "))
 	}
