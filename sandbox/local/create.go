@@ -104,7 +104,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 			}
 		}
 	}()
-	slot, err := b.slots.claim(id)
+	slot, err := b.slots.claim(p.dir)
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,7 @@ const (
 	DefaultUIDBase      = 0x10000000
 	DefaultMaxSlots     = 16384
 	DefaultReadyTimeout = 30 * time.Second
+	DefaultSlotDir      = "/run/agent/uid-slots"
 	// UIDRange is the number of uids (and gids) each sandbox maps.
 	UIDRange = 65536
 )
@@ -127,6 +128,9 @@ type Config struct {
 	UIDBase uint32
 	// MaxSlots bounds concurrent sandboxes (uid ranges).
 	MaxSlots int
+	// SlotDir records which uid ranges are taken, host-wide (shared by every data directory, so two
+	// data directories never hand out the same range); default DefaultSlotDir.
+	SlotDir string
 	// ReadyTimeout bounds the wait for a new sandbox's envd to answer.
 	ReadyTimeout time.Duration
 	// Connect builds the envd client of a sandbox; default: an envdclient.Client dialling the
@@ -222,7 +226,11 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		owned: map[string]*Sandbox{},
 	}
 	b.cgParent = CgroupParentFor(cfg.DataDir)
-	for _, d := range []string{cfg.DataDir, b.sbDir, b.rtDir, filepath.Join(cfg.DataDir, "slots")} {
+	if cfg.SlotDir == "" {
+		cfg.SlotDir = DefaultSlotDir
+		b.cfg.SlotDir = DefaultSlotDir
+	}
+	for _, d := range []string{cfg.DataDir, b.sbDir, b.rtDir, cfg.SlotDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating data dir: %w", err)
 		}
@@ -247,7 +255,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 			b.cfg.Limits.NoFile = rl.Max
 		}
 	}
-	b.slots = slots{dir: filepath.Join(cfg.DataDir, "slots"), max: cfg.MaxSlots}
+	b.slots = slots{dir: cfg.SlotDir, max: cfg.MaxSlots}
 	if b.cg, err = cgroups.Detect(); err != nil {
 		return nil, err
 	}
