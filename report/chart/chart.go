@@ -1,0 +1,78 @@
+// Package chart draws the charts of an evaluation report as inline SVG: pass rate per model with
+// its confidence interval, tokens against pass rate, and a model × task heatmap. The SVG is built
+// in Go with every label escaped, has no scripts, styles of its own or external references, and
+// scales to its container (viewBox), so it can be inlined in a self-contained HTML file.
+package chart
+
+import (
+	"fmt"
+	"html"
+	"html/template"
+	"math"
+	"strings"
+)
+
+// Palette colours series in order; it is legible on white and for common colour blindness
+// (Okabe–Ito).
+var palette = []string{"#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"}
+
+// Color returns the palette colour of series i.
+func Color(i int) string { return palette[((i%len(palette))+len(palette))%len(palette)] }
+
+// maxLabel bounds a label drawn in a chart; longer ones are cut with an ellipsis (the full text
+// stays in the element's <title> tooltip).
+const maxLabel = 40
+
+// svg accumulates an SVG document.
+type svg struct {
+	b strings.Builder
+}
+
+func (s *svg) open(w, h int, title, class string) {
+	fmt.Fprintf(&s.b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart %s" viewBox="0 0 %d %d" width="100%%" role="img" aria-label="%s" font-family="system-ui, sans-serif" font-size="12">`,
+		esc(class), w, h, esc(title))
+	fmt.Fprintf(&s.b, `<title>%s</title>`, esc(title))
+}
+
+func (s *svg) close() template.HTML {
+	s.b.WriteString(`</svg>`)
+	return template.HTML(s.b.String()) // every dynamic part went through esc or a number format
+}
+
+func (s *svg) printf(format string, args ...any) { fmt.Fprintf(&s.b, format, args...) }
+
+// text draws a label; anchor is start, middle or end.
+func (s *svg) text(x, y float64, anchor, fill, label string, extra string) {
+	s.printf(`<text x="%s" y="%s" text-anchor="%s" fill="%s"%s>%s</text>`, num(x), num(y), anchor, fill, extra, esc(clip(label)))
+}
+
+// esc escapes text for SVG content and attribute values.
+func esc(s string) string { return html.EscapeString(s) }
+
+// clip shortens a label to maxLabel runes.
+func clip(s string) string {
+	r := []rune(s)
+	if len(r) <= maxLabel {
+		return s
+	}
+	return string(r[:maxLabel-1]) + "…"
+}
+
+// num formats a coordinate compactly; non-finite values (which SVG cannot draw) become 0.
+func num(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		v = 0
+	}
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", v), "0"), ".")
+}
+
+// pct formats a proportion in [0, 1] as a percentage (NaN as 0%).
+func pct(v float64) string { return fmt.Sprintf("%.0f%%", 100*clamp01(v)) }
+
+// clamp01 limits v to [0, 1], mapping NaN to 0.
+func clamp01(v float64) float64 {
+	if math.IsNaN(v) {
+		return 0
+	}
+	return min(max(v, 0), 1)
+}
