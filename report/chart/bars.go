@@ -21,8 +21,12 @@ func PassRateBars(title string, bars []Bar) template.HTML {
 	if len(bars) == 0 {
 		return ""
 	}
+	labels := make([]string, len(bars))
+	for i, b := range bars {
+		labels[i] = b.Label
+	}
+	labelW := labelWidth(labels, 80, 300)
 	const (
-		labelW = 220.0
 		plotW  = 420.0
 		rowH   = 28.0
 		top    = 34.0
@@ -33,7 +37,7 @@ func PassRateBars(title string, bars []Bar) template.HTML {
 	h := top + rowH*float64(len(bars)) + bottom
 	var s svg
 	s.open(int(w), int(h), title, "pass-rate")
-	s.text(labelW, 18, "start", "#222", title, ` font-weight="600"`)
+	s.title(title)
 	x := func(v float64) float64 { return labelW + plotW*clamp01(v) }
 	// Grid lines and axis labels every 20%.
 	for i := 0; i <= 5; i++ {

@@ -29,8 +29,10 @@ type svg struct {
 }
 
 func (s *svg) open(w, h int, title, class string) {
-	fmt.Fprintf(&s.b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart %s" viewBox="0 0 %d %d" width="100%%" role="img" aria-label="%s" font-family="system-ui, sans-serif" font-size="12">`,
-		esc(class), w, h, esc(title))
+	// The natural size is given so a small chart is not blown up to its container's width; the
+	// page's CSS may shrink it (max-width: 100%; height: auto), and the viewBox keeps it sharp.
+	fmt.Fprintf(&s.b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart %s" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s" font-family="system-ui, sans-serif" font-size="12">`,
+		esc(class), w, h, w, h, esc(title))
 	fmt.Fprintf(&s.b, `<title>%s</title>`, esc(title))
 }
 
@@ -39,11 +41,26 @@ func (s *svg) close() template.HTML {
 	return template.HTML(s.b.String()) // every dynamic part went through esc or a number format
 }
 
+// title draws a chart's heading (not clipped: it is ours, not data).
+func (s *svg) title(title string) {
+	s.printf(`<text x="8" y="18" fill="#222" font-weight="600" font-size="13">%s</text>`, esc(title))
+}
+
 func (s *svg) printf(format string, args ...any) { fmt.Fprintf(&s.b, format, args...) }
 
 // text draws a label; anchor is start, middle or end.
 func (s *svg) text(x, y float64, anchor, fill, label string, extra string) {
 	s.printf(`<text x="%s" y="%s" text-anchor="%s" fill="%s"%s>%s</text>`, num(x), num(y), anchor, fill, extra, esc(clip(label)))
+}
+
+// labelWidth returns the room for the longest label (about 7 px per character at font size 12),
+// between lo and hi pixels.
+func labelWidth(labels []string, lo, hi float64) float64 {
+	n := 0
+	for _, l := range labels {
+		n = max(n, len([]rune(clip(l))))
+	}
+	return min(max(float64(n)*7+16, lo), hi)
 }
 
 // esc escapes text for SVG content and attribute values.

@@ -20,18 +20,20 @@ func Heatmap(title string, rows, cols []string, cells [][]Cell) template.HTML {
 	if len(rows) == 0 || len(cols) == 0 {
 		return ""
 	}
+	labelW := labelWidth(rows, 80, 300)
+	colH := labelWidth(cols, 40, 300)*0.87 + 10 // rotated by 60°: the height is sin 60° of the width
 	const (
-		labelW = 220.0
-		cell   = 34.0
-		top    = 34.0
-		colH   = 150.0
-		right  = 20.0
+		cell  = 34.0
+		top   = 34.0
+		right = 20.0
 	)
-	w := labelW + cell*float64(len(cols)) + right
+	// Rotated column labels lean right past the last column.
+	right2 := max(right, labelWidth(cols, 40, 300)*0.5-cell)
+	w := max(labelW+cell*float64(len(cols))+right2, 320)
 	h := top + colH + cell*float64(len(rows)) + 10
 	var s svg
 	s.open(int(w), int(h), title, "heatmap")
-	s.text(8, 18, "start", "#222", title, ` font-weight="600"`)
+	s.title(title)
 	gridTop := top + colH
 	for j, c := range cols {
 		cx := labelW + cell*float64(j) + cell/2

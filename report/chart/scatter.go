@@ -27,8 +27,12 @@ func Scatter(title, xLabel string, pts []Point) template.HTML {
 		plotH  = 260.0
 		top    = 34.0
 		bottom = 44.0
-		right  = 130.0
 	)
+	labels := make([]string, len(pts))
+	for i, p := range pts {
+		labels[i] = p.Label
+	}
+	right := labelWidth(labels, 40, 300) + 10
 	w, h := left+plotW+right, top+plotH+bottom
 	xmax := 0.0
 	for _, p := range pts {
@@ -46,7 +50,7 @@ func Scatter(title, xLabel string, pts []Point) template.HTML {
 	y := func(v float64) float64 { return top + plotH*(1-clamp01(v)) }
 	var s svg
 	s.open(int(w), int(h), title, "scatter")
-	s.text(left, 18, "start", "#222", title, ` font-weight="600"`)
+	s.title(title)
 	for i := 0; i <= 5; i++ {
 		v := float64(i) / 5
 		s.printf(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#ddd"/>`, num(left), num(y(v)), num(left+plotW), num(y(v)))

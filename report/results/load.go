@@ -79,7 +79,21 @@ const (
 	FilesDir       = "files"
 	SeedDir        = "seed"
 	SetupLogFile   = "setup.log"
+	// EvalFile is written by agent eval: the metrics per model and the baseline comparison.
+	EvalFile = "eval.json"
 )
+
+// EvalInfo is eval.json.
+type EvalInfo struct {
+	// Models are the models compared, in the order given.
+	Models []string `json:"models"`
+	// Repeat is the epochs per task.
+	Repeat int `json:"repeat"`
+	// Metrics are the per-model figures.
+	Metrics []Metrics `json:"metrics"`
+	// Comparison is set when a baseline was given.
+	Comparison *Comparison `json:"comparison,omitempty"`
+}
 
 // maxDepth bounds how deep below tasks/ result files are looked for
 // (tasks/<model>/<task>/<epoch>/result.json is 3).
@@ -102,6 +116,19 @@ func Load(dir string, lim Limits) (*Results, error) {
 		if err := json.Unmarshal(runData, &r.Run); err != nil {
 			r.warnf("%s: %v", RunFile, err)
 		}
+	}
+	if data, err := readBounded(filepath.Join(dir, EvalFile), lim.MaxJSONBytes); err == nil {
+		var ev EvalInfo
+		if err := json.Unmarshal(data, &ev); err != nil {
+			r.warnf("%s: %v", EvalFile, err)
+		} else {
+			r.Comparison = ev.Comparison
+			if len(r.Run.Models) == 0 {
+				r.Run.Models = ev.Models
+			}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		r.warnf("%s: %v", EvalFile, err)
 	}
 	root := filepath.Join(dir, TasksDir)
 	var resultDirs []string

@@ -29,6 +29,8 @@ type Results struct {
 	Run Run
 	// Cells are the task × model × epoch results, sorted by model, task, epoch.
 	Cells []*Cell
+	// Comparison is the comparison with a baseline run that agent eval recorded in eval.json.
+	Comparison *Comparison
 	// Warnings lists what could not be read (a broken result file, a transcript too large…);
 	// the rest of the report is still drawn.
 	Warnings []string
