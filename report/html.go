@@ -95,6 +95,7 @@ type cellView struct {
 	Final     string
 	End       string
 	Files     []fileView
+	SeedsNote string
 	SetupLog  string
 	Reproduce []kv
 }
@@ -123,7 +124,7 @@ type callView struct {
 
 type fileView struct {
 	Path      string
-	Kind      string // new, modified, unchanged, binary
+	Kind      string // new, modified, changed, unchanged, binary, deleted
 	Size      string
 	Truncated bool
 	Content   string
@@ -229,6 +230,7 @@ func fillDetail(cv *cellView, c *results.Cell) {
 		}
 	}
 	cv.Files = files(c)
+	cv.SeedsNote = c.SeedsNote
 }
 
 // messages pairs each tool call with the tool message answering it, so a call and its result are
@@ -344,8 +346,12 @@ func files(c *results.Cell) []fileView {
 		switch {
 		case f.Binary || (seeded && seed.Binary):
 			fv.Kind = "binary"
-		case !seeded:
+		case c.NewFiles[f.Path] || (!seeded && c.NewFiles == nil):
 			fv.Kind = "new"
+			fv.Content = clipMiddle(string(f.Data), maxShownFile)
+		case !seeded:
+			// Present after setup but not a seed file: setup made it; no text to compare with.
+			fv.Kind = "changed"
 			fv.Content = clipMiddle(string(f.Data), maxShownFile)
 		case string(seed.Data) == string(f.Data) && !f.Truncated && !seed.Truncated:
 			fv.Kind = "unchanged"
@@ -360,6 +366,9 @@ func files(c *results.Cell) []fileView {
 			}
 		}
 		out = append(out, fv)
+	}
+	for _, d := range c.Deleted {
+		out = append(out, fileView{Path: d, Kind: "deleted"})
 	}
 	return out
 }

@@ -68,11 +68,13 @@ func fixture(t testing.TB) *results.Results {
 			}
 		}
 	}
-	dir := resultstest.Write(t, t.TempDir(), resultstest.Run{Command: "eval", Models: []string{"novita:qwen/qwen3-coder-30b-a3b-instruct", "openai/gpt-oss-120b"}, Repeat: 2}, cells)
+	specs := t.TempDir()
+	dir := resultstest.Write(t, t.TempDir(), resultstest.Run{Command: "eval", Models: []string{"novita:qwen/qwen3-coder-30b-a3b-instruct", "openai/gpt-oss-120b"}, Repeat: 2, SpecsDir: specs}, cells)
 	r, err := results.Load(dir, results.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.LoadSeeds(specs, results.Limits{})
 	if len(r.Warnings) > 0 {
 		t.Fatalf("fixture warnings: %v", r.Warnings)
 	}

@@ -66,9 +66,9 @@ func (l Limits) withDefaults() Limits {
 }
 
 // ErrNotResults is returned for a directory that is not a results directory.
-var ErrNotResults = errors.New("not a results directory (no run.json or summary.json)")
+var ErrNotResults = errors.New("not a results directory (no run.json or eval.json)")
 
-// Names of the files of a results directory.
+// Names of the files of a results directory (see docs/RESULTS.md).
 const (
 	RunFile        = "run.json"
 	SummaryFile    = "summary.json"
@@ -77,80 +77,131 @@ const (
 	ChecksFile     = "checks.json"
 	TranscriptFile = "transcript.json"
 	FilesDir       = "files"
-	SeedDir        = "seed"
 	SetupLogFile   = "setup.log"
-	// EvalFile is written by agent eval: the metrics per model and the baseline comparison.
-	EvalFile = "eval.json"
+	// EvalFile is written by agent eval at the top of its results directory, which holds one
+	// run's results directory per model under ModelsDir.
+	EvalFile  = "eval.json"
+	ModelsDir = "models"
 )
+
+// EvalSchema is the schema_version of eval.json.
+const EvalSchema = "agent.eval/v1"
 
 // EvalInfo is eval.json.
 type EvalInfo struct {
-	// Models are the models compared, in the order given.
-	Models []string `json:"models"`
-	// Repeat is the epochs per task.
-	Repeat int `json:"repeat"`
+	SchemaVersion string     `json:"schema_version"`
+	ID            string     `json:"id"`
+	StartedAt     time.Time  `json:"started_at"`
+	EndedAt       *time.Time `json:"ended_at,omitempty"`
+	Interrupted   bool       `json:"interrupted,omitempty"`
+	// Command is the command line.
+	Command []string `json:"command,omitempty"`
+	// Args are the spec arguments as given.
+	Args []string `json:"args,omitempty"`
+	// Models are the models compared, in the order given, each with its run's directory.
+	Models []EvalModel `json:"models"`
+	// Repeat is the epochs per task (0: each spec's own).
+	Repeat int `json:"repeat,omitempty"`
+	// Concurrency is the number of tasks run at once across all models.
+	Concurrency int `json:"concurrency,omitempty"`
+	// Versions are the versions of agent and its parts.
+	Versions map[string]string `json:"versions,omitempty"`
+	// Prices is the price table file used.
+	Prices string `json:"prices,omitempty"`
 	// Metrics are the per-model figures.
-	Metrics []Metrics `json:"metrics"`
+	Metrics []Metrics `json:"metrics,omitempty"`
 	// Comparison is set when a baseline was given.
 	Comparison *Comparison `json:"comparison,omitempty"`
 }
 
-// maxDepth bounds how deep below tasks/ result files are looked for
-// (tasks/<model>/<task>/<epoch>/result.json is 3).
-const maxDepth = 4
+// EvalModel is one model of an eval and its run's directory (relative, slash-separated).
+type EvalModel struct {
+	Model string `json:"model"`
+	Dir   string `json:"dir"`
+}
 
-// Load reads a results directory.
+// runFile is run.json as the runner writes it; unknown fields are ignored so a newer runner's
+// results still read.
+type runFile struct {
+	SchemaVersion string            `json:"schema_version"`
+	ID            string            `json:"id"`
+	StartedAt     time.Time         `json:"started_at"`
+	EndedAt       *time.Time        `json:"ended_at"`
+	Interrupted   bool              `json:"interrupted"`
+	Versions      map[string]string `json:"versions"`
+	Command       []string          `json:"command"`
+	Backend       string            `json:"backend"`
+	Runtime       string            `json:"runtime"`
+	Model         string            `json:"model"`
+	Replay        string            `json:"replay"`
+	Concurrency   int               `json:"concurrency"`
+	Templates     map[string]string `json:"templates"`
+}
+
+// maxDepth bounds how deep below tasks/ result files are looked for (tasks/<name>/<epoch> is 2).
+const maxDepth = 3
+
+// maxModels bounds the models of an eval read.
+const maxModels = 256
+
+// Load reads a results directory: a run's (run.json, tasks/…) or an eval's (eval.json and one
+// run's directory per model).
 func Load(dir string, lim Limits) (*Results, error) {
 	lim = lim.withDefaults()
 	r := &Results{Dir: dir}
-	runData, err := readBounded(filepath.Join(dir, RunFile), lim.MaxJSONBytes)
+	evalData, err := readBounded(filepath.Join(dir, EvalFile), lim.MaxJSONBytes)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		if _, serr := os.Lstat(filepath.Join(dir, SummaryFile)); serr != nil {
-			return nil, fmt.Errorf("%s: %w", dir, ErrNotResults)
-		}
-		r.warnf("%s is missing", RunFile)
-	case err != nil:
-		return nil, err
-	default:
-		if err := json.Unmarshal(runData, &r.Run); err != nil {
-			r.warnf("%s: %v", RunFile, err)
-		}
-	}
-	if data, err := readBounded(filepath.Join(dir, EvalFile), lim.MaxJSONBytes); err == nil {
+	case err == nil:
 		var ev EvalInfo
-		if err := json.Unmarshal(data, &ev); err != nil {
-			r.warnf("%s: %v", EvalFile, err)
-		} else {
-			r.Comparison = ev.Comparison
-			if len(r.Run.Models) == 0 {
-				r.Run.Models = ev.Models
+		if err := json.Unmarshal(evalData, &ev); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, EvalFile), err)
+		}
+		r.Run = Run{ID: ev.ID, Command: "eval", CommandLine: ev.Command, StartedAt: ev.StartedAt, Interrupted: ev.Interrupted,
+			Repeat: ev.Repeat, Versions: ev.Versions, Concurrency: ev.Concurrency}
+		if ev.EndedAt != nil {
+			r.Run.EndedAt = *ev.EndedAt
+		}
+		r.Comparison = ev.Comparison
+		if len(ev.Models) > maxModels {
+			r.warnf("%s lists %d models; only the first %d are read", EvalFile, len(ev.Models), maxModels)
+			ev.Models = ev.Models[:maxModels]
+		}
+		for _, m := range ev.Models {
+			r.Run.Models = append(r.Run.Models, m.Model)
+			sub, ok := localPath(m.Dir)
+			if !ok {
+				r.warnf("%s: model %s: directory %q is not inside the results directory", EvalFile, clipString(m.Model, 80), clipString(m.Dir, 80))
+				continue
+			}
+			run, err := readRun(filepath.Join(dir, sub), lim)
+			if err != nil {
+				r.warnf("model %s: %v", clipString(m.Model, 80), err)
+			} else if r.Run.Backend == "" {
+				r.Run.Backend, r.Run.Runtime, r.Run.Templates = run.Backend, run.Runtime, run.Templates
+			}
+			if err := r.loadCells(dir, path.Join(filepath.ToSlash(sub), TasksDir), lim); err != nil {
+				return nil, err
 			}
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		r.warnf("%s: %v", EvalFile, err)
-	}
-	root := filepath.Join(dir, TasksDir)
-	var resultDirs []string
-	err = walkBounded(root, maxDepth, func(rel string) error {
-		if len(resultDirs) >= lim.MaxCells {
-			return errTooMany
+	case errors.Is(err, fs.ErrNotExist):
+		run, err := readRun(dir, lim)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", dir, ErrNotResults)
 		}
-		resultDirs = append(resultDirs, rel)
-		return nil
-	})
-	if errors.Is(err, errTooMany) {
-		r.warnf("more than %d task results; the rest are not shown", lim.MaxCells)
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading %s: %w", root, err)
-	}
-	for _, rel := range resultDirs {
-		c, err := loadCell(dir, rel, lim, r)
 		if err != nil {
-			r.warnf("%s: %v", path.Join(TasksDir, rel), err)
-			continue
+			return nil, err
 		}
-		r.Cells = append(r.Cells, c)
+		r.Run = Run{ID: run.ID, Command: "run", CommandLine: run.Command, StartedAt: run.StartedAt, Interrupted: run.Interrupted,
+			Versions: run.Versions, Backend: run.Backend, Runtime: run.Runtime, Templates: run.Templates,
+			Concurrency: run.Concurrency, Replay: run.Replay}
+		if run.EndedAt != nil {
+			r.Run.EndedAt = *run.EndedAt
+		}
+		if err := r.loadCells(dir, TasksDir, lim); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
 	}
 	models := r.Models()
 	order := map[string]int{}
@@ -169,6 +220,63 @@ func Load(dir string, lim Limits) (*Results, error) {
 	return r, nil
 }
 
+// readRun reads a run's run.json.
+func readRun(dir string, lim Limits) (*runFile, error) {
+	data, err := readBounded(filepath.Join(dir, RunFile), lim.MaxJSONBytes)
+	if err != nil {
+		return nil, err
+	}
+	var rf runFile
+	if err := json.Unmarshal(data, &rf); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, RunFile), err)
+	}
+	return &rf, nil
+}
+
+// localPath returns a slash-separated relative path as a clean local path that stays inside its
+// base, or ok false.
+func localPath(p string) (string, bool) {
+	if p == "" || strings.ContainsRune(p, 0) || strings.Contains(p, `\`) {
+		return "", false
+	}
+	lp := filepath.FromSlash(p)
+	if !filepath.IsLocal(lp) {
+		return "", false
+	}
+	return filepath.Clean(lp), true
+}
+
+// loadCells reads every task result below dir/tasks (tasks is slash-separated, relative to dir).
+func (r *Results) loadCells(dir, tasks string, lim Limits) error {
+	var cellDirs []string
+	err := walkBounded(filepath.Join(dir, filepath.FromSlash(tasks)), maxDepth, func(rel string) error {
+		if len(r.Cells)+len(cellDirs) >= lim.MaxCells {
+			return errTooMany
+		}
+		cellDirs = append(cellDirs, rel)
+		return nil
+	})
+	if errors.Is(err, errTooMany) {
+		r.warnf("more than %d task results; the rest are not shown", lim.MaxCells)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading %s: %w", filepath.Join(dir, tasks), err)
+	}
+	for _, rel := range cellDirs {
+		where := path.Join(tasks, rel)
+		c, err := loadCell(dir, where, lim, r)
+		if err != nil {
+			r.warnf("%s: %v", where, err)
+			continue
+		}
+		if c == nil {
+			r.NotRun++
+			continue
+		}
+		r.Cells = append(r.Cells, c)
+	}
+	return nil
+}
+
 func (r *Results) warnf(format string, args ...any) {
 	if len(r.Warnings) < 100 {
 		r.Warnings = append(r.Warnings, fmt.Sprintf(format, args...))
@@ -178,7 +286,9 @@ func (r *Results) warnf(format string, args ...any) {
 var errTooMany = errors.New("too many entries")
 
 // walkBounded calls fn with the slash-separated path (relative to root) of every directory below
-// root, at most depth levels down, that holds a result.json. Symlinks are never followed.
+// root, at most depth levels down, that holds a result.json. A directory with a result.json is a
+// task's and is not descended into (its files/ hold whatever the task left, a result.json too).
+// Symlinks are never followed.
 func walkBounded(root string, depth int, fn func(rel string) error) error {
 	var walk func(rel string, d int) error
 	walk = func(rel string, d int) error {
@@ -187,21 +297,18 @@ func walkBounded(root string, depth int, fn func(rel string) error) error {
 		if err != nil {
 			return err
 		}
-		for _, e := range ents {
-			if e.Name() == ResultFile && e.Type().IsRegular() && rel != "" {
-				if err := fn(rel); err != nil {
-					return err
+		if rel != "" {
+			for _, e := range ents {
+				if e.Name() == ResultFile && e.Type().IsRegular() {
+					return fn(rel)
 				}
-				break
 			}
 		}
 		if d >= depth {
 			return nil
 		}
 		for _, e := range ents {
-			// Only real directories, and never the collected files of a task (which may hold
-			// anything, a result.json too).
-			if !e.IsDir() || e.Type()&fs.ModeSymlink != 0 || e.Name() == FilesDir || e.Name() == SeedDir {
+			if !e.IsDir() || e.Type()&fs.ModeSymlink != 0 {
 				continue
 			}
 			if err := walk(path.Join(rel, e.Name()), d+1); err != nil {
@@ -213,34 +320,47 @@ func walkBounded(root string, depth int, fn func(rel string) error) error {
 	return walk("", 0)
 }
 
-// resultFile is result.json as the runner writes it. Unknown fields are ignored so that a newer
-// runner's results still read.
+// resultFile is result.json as the runner writes it (the fields the reports use).
 type resultFile struct {
-	Task       string   `json:"task"`
-	Name       string   `json:"name"`
-	Model      string   `json:"model"`
-	Epoch      int      `json:"epoch"`
-	Status     Status   `json:"status"`
-	Reason     string   `json:"reason"`
-	Detail     string   `json:"detail"`
-	Error      string   `json:"error"`
-	DurationMS int64    `json:"duration_ms"`
-	Steps      *int     `json:"steps"`
-	ToolCalls  *int     `json:"tool_calls"`
-	SpecDigest string   `json:"spec_digest"`
-	Seed       *int64   `json:"seed"`
-	Usage      *usage   `json:"usage"`
-	CostUSD    *float64 `json:"cost_usd"`
+	Task       string `json:"task"`
+	Epoch      int    `json:"epoch"`
+	Status     Status `json:"status"`
+	Reason     string `json:"reason"`
+	Detail     string `json:"detail"`
+	SpecFile   string `json:"spec_file"`
+	SpecDigest string `json:"spec_digest"`
+	Model      string `json:"model"`
+	Provider   string `json:"provider"`
+	Replayed   string `json:"replayed"`
+	Seed       *int64 `json:"seed"`
+	Sandbox    *struct {
+		Template       string `json:"template"`
+		TemplateDigest string `json:"template_digest"`
+	} `json:"sandbox"`
+	DurationMS int64 `json:"duration_ms"`
+	Agent      *struct {
+		End   transcript.End   `json:"end"`
+		Steps int              `json:"steps"`
+		Usage transcript.Usage `json:"usage"`
+		// ToolCalls counts the tool calls the model made.
+		ToolCalls   int    `json:"tool_calls"`
+		FinalAnswer string `json:"final_answer"`
+	} `json:"agent"`
+	Artifacts *struct {
+		Files []struct {
+			Path string `json:"path"`
+			New  bool   `json:"new"`
+		} `json:"files"`
+		Deleted []string `json:"deleted"`
+	} `json:"artifacts"`
 }
 
-type usage struct {
-	PromptTokens     int64    `json:"prompt_tokens"`
-	CompletionTokens int64    `json:"completion_tokens"`
-	CostUSD          *float64 `json:"cost_usd"`
-}
+// reasonCanceled marks a task the runner did not finish (an interrupted run): not run.
+const reasonCanceled = "canceled"
 
+// loadCell reads one task result; it returns nil for a task that was canceled (not run).
 func loadCell(dir, rel string, lim Limits, r *Results) (*Cell, error) {
-	cdir := filepath.Join(dir, TasksDir, filepath.FromSlash(rel))
+	cdir := filepath.Join(dir, filepath.FromSlash(rel))
 	data, err := readBounded(filepath.Join(cdir, ResultFile), lim.MaxJSONBytes)
 	if err != nil {
 		return nil, err
@@ -249,14 +369,16 @@ func loadCell(dir, rel string, lim Limits, r *Results) (*Cell, error) {
 	if err := json.Unmarshal(data, &rf); err != nil {
 		return nil, fmt.Errorf("%s: %w", ResultFile, err)
 	}
+	if rf.Reason == reasonCanceled {
+		return nil, nil
+	}
 	c := &Cell{
-		Task: firstNonEmpty(rf.Task, rf.Name), Model: rf.Model, Epoch: rf.Epoch, Status: rf.Status,
-		Reason: rf.Reason, Detail: firstNonEmpty(rf.Detail, rf.Error),
-		Duration: time.Duration(rf.DurationMS) * time.Millisecond, SpecDigest: rf.SpecDigest, Seed: rf.Seed,
-		Dir: path.Join(TasksDir, rel),
+		Task: rf.Task, Model: rf.Model, Epoch: rf.Epoch, Status: rf.Status, Reason: rf.Reason, Detail: rf.Detail,
+		Duration: time.Duration(rf.DurationMS) * time.Millisecond, SpecFile: rf.SpecFile, SpecDigest: rf.SpecDigest,
+		Seed: rf.Seed, Provider: rf.Provider, Replayed: rf.Replayed, Dir: rel,
 	}
 	if c.Task == "" {
-		c.Task = strings.SplitN(rel, "/", 2)[0]
+		return nil, fmt.Errorf("%s names no task", ResultFile)
 	}
 	if c.Epoch <= 0 {
 		c.Epoch = 1
@@ -266,61 +388,38 @@ func loadCell(dir, rel string, lim Limits, r *Results) (*Cell, error) {
 	default:
 		return nil, fmt.Errorf("%s: unknown status %q", ResultFile, clipString(string(c.Status), 40))
 	}
-	if rf.Usage != nil {
-		c.TokensIn, c.TokensOut = rf.Usage.PromptTokens, rf.Usage.CompletionTokens
-		c.Cost = rf.Usage.CostUSD
+	if rf.Sandbox != nil {
+		c.Template, c.TemplateDigest = rf.Sandbox.Template, rf.Sandbox.TemplateDigest
 	}
-	if rf.CostUSD != nil {
-		c.Cost = rf.CostUSD
+	if a := rf.Agent; a != nil {
+		c.Steps, c.ToolCalls = a.Steps, a.ToolCalls
+		c.TokensIn, c.TokensOut, c.Cost = a.Usage.PromptTokens, a.Usage.CompletionTokens, a.Usage.CostUSD
 	}
-	if rf.Steps != nil {
-		c.Steps = *rf.Steps
-	}
-	if rf.ToolCalls != nil {
-		c.ToolCalls = *rf.ToolCalls
+	if a := rf.Artifacts; a != nil {
+		c.NewFiles = map[string]bool{}
+		for _, f := range a.Files {
+			if f.New {
+				c.NewFiles[f.Path] = true
+			}
+		}
+		c.Deleted = a.Deleted
 	}
 	if data, err := readBounded(filepath.Join(cdir, ChecksFile), lim.MaxJSONBytes); err == nil {
-		if err := json.Unmarshal(data, &c.Checks); err != nil {
-			var wrapped struct {
-				Checks []Check `json:"checks"`
-			}
-			if json.Unmarshal(data, &wrapped) == nil {
-				c.Checks = wrapped.Checks
-			} else {
-				r.warnf("%s/%s: %v", c.Dir, ChecksFile, err)
-			}
+		var doc struct {
+			Checks []Check `json:"checks"`
 		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			r.warnf("%s/%s: %v", c.Dir, ChecksFile, err)
+		}
+		c.Checks = doc.Checks
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		r.warnf("%s/%s: %v", c.Dir, ChecksFile, err)
-	}
-	if !lim.SkipContent || rf.Steps == nil || rf.ToolCalls == nil || rf.Usage == nil {
-		c.Transcript = loadTranscript(filepath.Join(cdir, TranscriptFile), lim, r, c.Dir)
-		if t := c.Transcript; t != nil {
-			if rf.Steps == nil {
-				c.Steps = t.Steps
-			}
-			if rf.ToolCalls == nil {
-				c.ToolCalls = countToolCalls(t)
-			}
-			if rf.Usage == nil && rf.CostUSD == nil {
-				c.TokensIn, c.TokensOut, c.Cost = t.Usage.PromptTokens, t.Usage.CompletionTokens, t.Usage.CostUSD
-			}
-			if c.Model == "" {
-				c.Model = t.Model
-			}
-			if c.Reason == "" && c.Status == StatusError {
-				c.Reason, c.Detail = string(t.End.Reason), firstNonEmpty(c.Detail, t.End.Detail)
-			}
-		}
-		if lim.SkipContent {
-			c.Transcript = nil
-		}
 	}
 	if lim.SkipContent {
 		return c, nil
 	}
+	c.Transcript = loadTranscript(filepath.Join(cdir, TranscriptFile), lim, r, c.Dir)
 	c.Files = readTree(filepath.Join(cdir, FilesDir), lim, r, c.Dir)
-	c.Seeds = readTree(filepath.Join(cdir, SeedDir), lim, r, c.Dir)
 	if log, cut, err := readPrefix(filepath.Join(cdir, SetupLogFile), lim.MaxLogBytes); err == nil {
 		c.SetupLog = textOf(log, cut)
 	}

@@ -29,6 +29,9 @@ type Results struct {
 	Run Run
 	// Cells are the task × model × epoch results, sorted by model, task, epoch.
 	Cells []*Cell
+	// NotRun counts the task runs that were canceled before they ended (an interrupted run); they
+	// are not among Cells.
+	NotRun int
 	// Comparison is the comparison with a baseline run that agent eval recorded in eval.json.
 	Comparison *Comparison
 	// Warnings lists what could not be read (a broken result file, a transcript too large…);
@@ -36,20 +39,32 @@ type Results struct {
 	Warnings []string
 }
 
-// Run is what run.json records about a run.
+// Run describes the whole run: from run.json for `agent run`, from eval.json for `agent eval`.
 type Run struct {
 	// ID names the run.
-	ID string `json:"id,omitempty"`
-	// Command is the subcommand that made it: run or eval.
-	Command   string    `json:"command,omitempty"`
-	StartedAt time.Time `json:"started_at"`
-	EndedAt   time.Time `json:"ended_at"`
+	ID string
+	// Command is "run" or "eval".
+	Command string
+	// CommandLine is the command line recorded, when it was.
+	CommandLine []string
+	StartedAt   time.Time
+	EndedAt     time.Time
+	// Interrupted is set when the run was stopped before every task ended.
+	Interrupted bool
 	// Models are the models of an eval, in the order given.
-	Models []string `json:"models,omitempty"`
+	Models []string
 	// Repeat is the epochs per task requested on the command line (0: each spec's own).
-	Repeat int `json:"repeat,omitempty"`
+	Repeat int
 	// Versions are the versions of agent and its parts.
-	Versions map[string]string `json:"versions,omitempty"`
+	Versions map[string]string
+	// Backend, Runtime and Templates (name → digest) describe the sandboxes.
+	Backend   string
+	Runtime   string
+	Templates map[string]string
+	// Concurrency is the number of tasks run at once.
+	Concurrency int
+	// Replay names the transcripts played back instead of a model.
+	Replay string
 }
 
 // Cell is one task run: one spec, one model, one epoch.
@@ -73,8 +88,15 @@ type Cell struct {
 	TokensOut int64
 	// Cost is the price of the model calls in US dollars, when a price was known.
 	Cost *float64
-	// SpecDigest identifies the spec version run.
+	// SpecFile and SpecDigest identify the spec version run.
+	SpecFile   string
 	SpecDigest string
+	// Provider is the endpoint that served the model; Replayed names a replayed transcript.
+	Provider string
+	Replayed string
+	// Template and TemplateDigest identify the sandbox's root filesystem.
+	Template       string
+	TemplateDigest string
 	// Seed is the sampling seed sent to the model, when one was.
 	Seed *int64
 	// Checks are the check results, in spec order.
@@ -83,8 +105,14 @@ type Cell struct {
 	Dir string
 	// Files are the produced files collected from the sandbox (artifacts), sorted by path.
 	Files []File
-	// Seeds are the seed files of the spec, when the results record them, sorted by path.
-	Seeds []File
+	// Seeds are the spec's seed files (LoadSeeds), sorted by path; SeedsNote says where they came
+	// from or why they are missing.
+	Seeds     []File
+	SeedsNote string
+	// NewFiles marks the produced files the task created (absent after setup); Deleted lists the
+	// files present after setup that the task removed.
+	NewFiles map[string]bool
+	Deleted  []string
 	// Transcript is the full record of the agent loop; nil when missing or unreadable.
 	Transcript *transcript.Transcript
 	// SetupLog is the output of the setup commands (bounded).
@@ -97,7 +125,7 @@ func (c *Cell) Passed() bool { return c.Status == StatusPassed }
 // FailingCheck returns the first check that failed, or nil.
 func (c *Cell) FailingCheck() *Check {
 	for i := range c.Checks {
-		if !c.Checks[i].Passed {
+		if !c.Checks[i].Passed && !c.Checks[i].Skipped {
 			return &c.Checks[i]
 		}
 	}
@@ -110,16 +138,21 @@ type Check struct {
 	Name string `json:"name"`
 	// Kind is run or file.
 	Kind string `json:"kind,omitempty"`
-	// Passed is the outcome; Reason says why it failed.
-	Passed bool   `json:"passed"`
-	Reason string `json:"reason,omitempty"`
+	// Passed is the outcome; Skipped checks were not run; Reason says why it failed or was
+	// skipped; Error says why it could not be carried out.
+	Passed  bool   `json:"passed"`
+	Skipped bool   `json:"skipped,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// Command or File is what was checked.
 	Command string `json:"run,omitempty"`
 	File    string `json:"file,omitempty"`
 	// ExitCode, Stdout and Stderr are a run check's (bounded) output.
-	ExitCode *int   `json:"exit_code,omitempty"`
-	Stdout   string `json:"stdout,omitempty"`
-	Stderr   string `json:"stderr,omitempty"`
+	ExitCode  *int   `json:"exit_code,omitempty"`
+	TimedOut  bool   `json:"timed_out,omitempty"`
+	Stdout    string `json:"stdout,omitempty"`
+	Stderr    string `json:"stderr,omitempty"`
+	Truncated bool   `json:"truncated,omitempty"`
 	// DurationMS is how long the check took.
 	DurationMS int64 `json:"duration_ms,omitempty"`
 }

@@ -163,7 +163,7 @@ func TestLoadHostile(t *testing.T) {
 		{Task: "t1", Model: "m", Status: "passed", Files: map[string]string{"ok.txt": "fine\n", "result.json": `{"status":"passed","task":"smuggled"}`}},
 		{Task: "t2", Model: "m", Status: "failed", Files: map[string]string{"big.txt": strings.Repeat("x", 300<<10)}},
 	})
-	cell := filepath.Join(dir, "tasks", "m", "t1", "1")
+	cell := filepath.Join(dir, "tasks", "t1")
 	// A symlink among the produced files pointing at a host file, and a symlinked transcript.
 	if err := os.Symlink("/etc/passwd", filepath.Join(cell, "files", "passwd")); err != nil {
 		t.Fatal(err)
@@ -175,10 +175,10 @@ func TestLoadHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A cell with a broken result and one with an unknown status are skipped with warnings.
-	bad := filepath.Join(dir, "tasks", "m", "t3", "1")
+	bad := filepath.Join(dir, "tasks", "t3")
 	os.MkdirAll(bad, 0o755)
 	os.WriteFile(filepath.Join(bad, "result.json"), []byte("{not json"), 0o644)
-	odd := filepath.Join(dir, "tasks", "m", "t4", "1")
+	odd := filepath.Join(dir, "tasks", "t4")
 	os.MkdirAll(odd, 0o755)
 	os.WriteFile(filepath.Join(odd, "result.json"), []byte(`{"task":"t4","status":"<b>won</b>"}`), 0o644)
 
@@ -187,7 +187,7 @@ func TestLoadHostile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(r.Cells) != 2 {
-		t.Fatalf("%d cells, want 2 (smuggled result.json under files/ must not count)", len(r.Cells))
+		t.Fatalf("%d cells, want 2 (smuggled result.json under files/ must not count): %v", len(r.Cells), r.Warnings)
 	}
 	c1 := r.Cells[0]
 	if c1.Transcript != nil {
@@ -213,5 +213,34 @@ func TestLoadHostile(t *testing.T) {
 	}
 	if _, err := results.Load(t.TempDir(), results.Limits{}); err == nil {
 		t.Fatal("an empty directory loaded as results")
+	}
+}
+
+func TestLoadSeeds(t *testing.T) {
+	specs := t.TempDir()
+	dir := resultstest.Write(t, t.TempDir(), resultstest.Run{Command: "run", SpecsDir: specs}, []resultstest.Cell{
+		{Task: "t1", Model: "m", Status: "passed", Seeds: map[string]string{"a.py": "x = 1\n"}, Files: map[string]string{"a.py": "x = 2\n", "b.py": "new\n"}},
+	})
+	r, err := results.Load(dir, results.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Cells[0]
+	if !c.NewFiles["b.py"] || c.NewFiles["a.py"] {
+		t.Fatalf("new files %v", c.NewFiles)
+	}
+	// Outside the root: not read.
+	r.LoadSeeds(t.TempDir(), results.Limits{})
+	if len(c.Seeds) != 0 || !strings.Contains(c.SeedsNote, "outside") {
+		t.Fatalf("seeds read from outside the root: %v %q", c.Seeds, c.SeedsNote)
+	}
+	r.LoadSeeds(specs, results.Limits{})
+	if len(c.Seeds) != 1 || c.Seeds[0].Path != "a.py" || string(c.Seeds[0].Data) != "x = 1\n" {
+		t.Fatalf("seeds %+v (%s)", c.Seeds, c.SeedsNote)
+	}
+	os.Remove(filepath.Join(specs, "t1.yaml"))
+	r.LoadSeeds(specs, results.Limits{})
+	if len(c.Seeds) != 0 || !strings.Contains(c.SeedsNote, "not there") {
+		t.Fatalf("seeds of a removed spec: %v %q", c.Seeds, c.SeedsNote)
 	}
 }
