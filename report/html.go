@@ -199,7 +199,7 @@ func charts(r *results.Results, ms []results.Metrics) []template.HTML {
 	}
 	return []template.HTML{
 		chart.PassRateBars("Pass rate per model (95% confidence interval)", bars),
-		chart.Scatter("Tokens per task vs pass rate", "tokens per task run (prompt + completion)", pts),
+		chart.Scatter("Tokens per task vs pass rate", "tokens per task run (in + out)", pts),
 		chart.Heatmap("Epochs passed per model × task", models, tasks, cells),
 	}
 }

@@ -44,6 +44,7 @@ Exit codes:
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
 	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd())
+	root.AddCommand(newReportCmd())
 	return root
 }
 
