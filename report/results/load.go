@@ -108,6 +108,8 @@ type EvalInfo struct {
 	Versions map[string]string `json:"versions,omitempty"`
 	// Prices is the price table file used.
 	Prices string `json:"prices,omitempty"`
+	// Baseline is the results directory compared with.
+	Baseline string `json:"baseline,omitempty"`
 	// Metrics are the per-model figures.
 	Metrics []Metrics `json:"metrics,omitempty"`
 	// Comparison is set when a baseline was given.
