@@ -17,6 +17,7 @@ import (
 )
 
 type reportFlags struct {
+	totals    bool
 	serve     bool
 	addr      string
 	seedsRoot string
@@ -49,6 +50,7 @@ below --seeds-root (default: the current directory).`,
 	cmd.Flags().BoolVar(&f.serve, "serve", false, "serve the reports over HTTP instead of writing them")
 	cmd.Flags().StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to serve on with --serve (port 0: any free port)")
 	cmd.Flags().StringVar(&f.seedsRoot, "seeds-root", ".", "directory below which spec files may be read for seed diffs (empty: no diffs)")
+	cmd.Flags().BoolVar(&f.totals, "totals", false, "write nothing; print the totals as key=value lines (passed, failed, errored, total, pass-rate), e.g. for $GITHUB_OUTPUT")
 	return cmd
 }
 
@@ -60,12 +62,22 @@ func runReport(cmd *cobra.Command, f *reportFlags, dir string) error {
 	if f.serve {
 		return serveReports(cmd.Context(), cmd, f, dir)
 	}
-	res, err := results.Load(dir, results.Limits{})
+	res, err := results.Load(dir, results.Limits{SkipContent: f.totals})
 	if errors.Is(err, results.ErrNotResults) || errors.Is(err, fs.ErrNotExist) {
 		return usageError("%v", err)
 	}
 	if err != nil {
 		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.totals {
+		p, fl, e := res.Totals()
+		rate := 0.0
+		if n := p + fl + e; n > 0 {
+			rate = float64(p) / float64(n)
+		}
+		fmt.Fprintf(out, "passed=%d\nfailed=%d\nerrored=%d\ntotal=%d\npass-rate=%.4f\n", p, fl, e, p+fl+e, rate)
+		return nil
 	}
 	if f.seedsRoot != "" {
 		res.LoadSeeds(f.seedsRoot, results.Limits{})
@@ -73,7 +85,6 @@ func runReport(cmd *cobra.Command, f *reportFlags, dir string) error {
 	if err := report.WriteAll(res); err != nil {
 		return err
 	}
-	out := cmd.OutOrStdout()
 	for _, name := range []string{report.MarkdownFile, report.HTMLFile, report.JUnitFile} {
 		fmt.Fprintln(out, filepath.Join(dir, name))
 	}
