@@ -161,3 +161,62 @@ func TestActionMetadataWiring(t *testing.T) {
 		}
 	}
 }
+
+// TestExampleWorkflows checks that the example workflows are valid YAML, use the action, and
+// pass it only inputs it has.
+func TestExampleWorkflows(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(repoRoot, "action.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m actionMeta
+	if err := yaml.Unmarshal(src, &m); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(repoRoot, "examples", "github", "*.yml"))
+	if len(files) < 2 {
+		t.Fatalf("example workflows: %v", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wf struct {
+			On   any `yaml:"on"`
+			Jobs map[string]struct {
+				RunsOn string `yaml:"runs-on"`
+				Steps  []struct {
+					Uses string            `yaml:"uses"`
+					With map[string]string `yaml:"with"`
+				} `yaml:"steps"`
+			} `yaml:"jobs"`
+		}
+		if err := yaml.Unmarshal(b, &wf); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if wf.On == nil || len(wf.Jobs) == 0 {
+			t.Fatalf("%s: no trigger or no job", f)
+		}
+		used := false
+		for _, j := range wf.Jobs {
+			for _, s := range j.Steps {
+				if !strings.HasPrefix(s.Uses, "agentrun/agent@") {
+					continue
+				}
+				used = true
+				for in := range s.With {
+					if _, ok := m.Inputs[in]; !ok {
+						t.Errorf("%s: input %s is not an input of the action", f, in)
+					}
+				}
+				if s.With["tasks"] == "" {
+					t.Errorf("%s: no tasks", f)
+				}
+			}
+		}
+		if !used {
+			t.Errorf("%s does not use the action", f)
+		}
+	}
+}
