@@ -1,7 +1,8 @@
 // Command evalbench measures what `agent eval` adds to the time models take: it evaluates the
 // example suite with several scripted models of a fixed latency per call (each replaying the
 // suite's recorded transcripts, so the tools really run and the checks pass), and compares the
-// wall time with the ideal — the model time of all calls divided by the concurrency. It also
+// wall time with the ideal — the model time of all calls divided by the concurrency — on top of a
+// baseline measured in the same run: the same evaluation with models that answer at once. It also
 // reports, per task epoch, the time spent outside model calls (sandbox, seeding, tools, checks,
 // artifacts) as median and p99. It prints a Markdown report.
 //
@@ -61,36 +62,85 @@ func run() error {
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
-	out := *keep
-	if out == "" {
-		out = filepath.Join(tmp, "eval")
-	}
 	var models []string
 	for i := 1; i <= *nModels; i++ {
 		models = append(models, fmt.Sprintf("scripted-%d", i))
 	}
-	router, calls, stop, err := startModels(*transcripts, models, *latency)
+	// The baseline, measured in the same run: the same evaluation with models that answer at once,
+	// so its wall time is everything but model latency.
+	base, err := measure(*agentBin, *suite, *transcripts, models, *epochs, 0, *concurrency, filepath.Join(tmp, "base"))
 	if err != nil {
 		return err
 	}
-	defer stop()
+	out := *keep
+	if out == "" {
+		out = filepath.Join(tmp, "eval")
+	}
+	m, err := measure(*agentBin, *suite, *transcripts, models, *epochs, *latency, *concurrency, out)
+	if err != nil {
+		return err
+	}
+	ideal := m.modelTime / time.Duration(*concurrency)
+	added := m.wall - base.wall
+	fmt.Printf("## agent eval: wall time against model time\n\n")
+	fmt.Printf("%s, %d CPUs, %s.\n\n", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
+	fmt.Printf("Example suite (%d tasks) × %d scripted models × %d epochs = %d task epochs (%d passed, %d failed, %d errored), concurrency %d. "+
+		"The scripted models replay the suite's recorded transcripts (the tools really run); %d model calls.\n\n",
+		m.tasks, *nModels, *epochs, m.cells, m.passed, m.failed, m.errored, *concurrency, m.calls)
+	fmt.Printf("| | baseline: model answers at once | model call latency %s |\n|---|--:|--:|\n", *latency)
+	row := func(name string, f func(r *measurement) string) {
+		fmt.Printf("| %s | %s | %s |\n", name, f(base), f(m))
+	}
+	row("wall time of agent eval", func(r *measurement) string { return r.wall.Round(10 * time.Millisecond).String() })
+	row("model time (sum over calls, as the runner measured it)", func(r *measurement) string { return r.modelTime.Round(10 * time.Millisecond).String() })
+	row("time per task epoch outside model calls, median", func(r *measurement) string { return r.outsideMedian.Round(time.Millisecond).String() })
+	row("time per task epoch outside model calls, p99", func(r *measurement) string { return r.outsideP99.Round(time.Millisecond).String() })
+	fmt.Printf("\n| with latency %s | |\n|---|--:|\n", *latency)
+	fmt.Printf("| ideal cost of the model latency (model time / concurrency) | %s |\n", ideal.Round(10*time.Millisecond))
+	fmt.Printf("| wall time it added (wall − baseline wall) | %s |\n", added.Round(10*time.Millisecond))
+	fmt.Printf("| added / ideal | %.2f |\n", float64(added)/float64(ideal))
+	fmt.Printf("| wall / (baseline wall + ideal) | %.2f |\n", float64(m.wall)/float64(base.wall+ideal))
+	fmt.Printf("\nTime outside model calls is everything else a task epoch does: create the sandbox, seed, run\n" +
+		"setup, run the tools the model asked for (tests, builds), run the checks, collect artifacts, kill\n" +
+		"the sandbox. An added / ideal ratio near 1 means the model's latency costs no more wall time\n" +
+		"than the concurrency allows: the runner overlaps it fully with other tasks.\n")
+	return nil
+}
 
-	cmd := exec.Command(*agentBin, "eval", "--models", strings.Join(models, ","), "--repeat", fmt.Sprint(*epochs),
-		"--concurrency", fmt.Sprint(*concurrency), "--base-url", router, "--no-stream", "--out", out,
-		"--data-dir", filepath.Join(tmp, "data"), *suite)
+type measurement struct {
+	wall, modelTime           time.Duration
+	outsideMedian, outsideP99 time.Duration
+	tasks, cells              int
+	passed, failed, errored   int
+	calls                     int64
+}
+
+// measure runs one agent eval with scripted models of the given latency.
+func measure(agentBin, suite, transcripts string, models []string, epochs int, latency time.Duration, concurrency int, out string) (*measurement, error) {
+	router, calls, stop, err := startModels(transcripts, models, latency)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	data := out + "-data"
+	defer os.RemoveAll(data)
+	cmd := exec.Command(agentBin, "eval", "--models", strings.Join(models, ","), "--repeat", fmt.Sprint(epochs),
+		"--concurrency", fmt.Sprint(concurrency), "--base-url", router, "--no-stream", "--out", out,
+		"--data-dir", data, suite)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
 	start := time.Now()
 	err = cmd.Run()
 	wall := time.Since(start)
 	if err != nil {
-		return fmt.Errorf("agent eval: %v\n%s", err, stderr.String())
+		return nil, fmt.Errorf("agent eval: %v\n%s", err, stderr.String())
 	}
 	res, err := results.Load(out, results.Limits{SkipContent: true})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var modelTime time.Duration
+	m := &measurement{wall: wall, tasks: len(res.Tasks()), cells: len(res.Cells), calls: calls.Load()}
+	m.passed, m.failed, m.errored = res.Totals()
 	var outside []float64
 	for _, c := range res.Cells {
 		var rf struct {
@@ -100,34 +150,19 @@ func run() error {
 		}
 		b, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(c.Dir), "result.json"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := json.Unmarshal(b, &rf); err != nil {
-			return err
+			return nil, err
 		}
-		m := time.Duration(rf.Phases.ModelMS) * time.Millisecond
-		modelTime += m
-		outside = append(outside, float64(c.Duration-m))
+		mt := time.Duration(rf.Phases.ModelMS) * time.Millisecond
+		m.modelTime += mt
+		outside = append(outside, float64(c.Duration-mt))
 	}
-	p, f, e := res.Totals()
-	ideal := modelTime / time.Duration(*concurrency)
 	med, _ := stats.Median(outside)
 	p99, _ := stats.Quantile(outside, 0.99)
-	fmt.Printf("## agent eval: wall time against model time\n\n")
-	fmt.Printf("%s, %d CPUs, %s.\n\n", time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH)
-	fmt.Printf("Example suite (%d tasks) × %d scripted models × %d epochs = %d task epochs (%d passed, %d failed, %d errored); every model call takes %s (%d calls); concurrency %d.\n\n",
-		len(res.Tasks()), *nModels, *epochs, len(res.Cells), p, f, e, *latency, calls.Load(), *concurrency)
-	fmt.Printf("| measure | value |\n|---|--:|\n")
-	fmt.Printf("| wall time of agent eval | %s |\n", wall.Round(10*time.Millisecond))
-	fmt.Printf("| model time (sum over calls, as the runner measured it) | %s |\n", modelTime.Round(10*time.Millisecond))
-	fmt.Printf("| ideal wall time (model time / concurrency) | %s |\n", ideal.Round(10*time.Millisecond))
-	fmt.Printf("| wall / ideal | %.2f |\n", float64(wall)/float64(ideal))
-	fmt.Printf("| time per task epoch outside model calls, median | %s |\n", time.Duration(med).Round(time.Millisecond))
-	fmt.Printf("| time per task epoch outside model calls, p99 | %s |\n", time.Duration(p99).Round(time.Millisecond))
-	fmt.Printf("\nTime outside model calls is everything else a task epoch does: create the sandbox, seed, run\n"+
-		"setup, run the tools the model asked for (tests, builds), run the checks, collect artifacts, kill\n"+
-		"the sandbox. Wall time above the ideal comes from that and from the tail of each model's run.\n")
-	return nil
+	m.outsideMedian, m.outsideP99 = time.Duration(med), time.Duration(p99)
+	return m, nil
 }
 
 // startModels serves every model id with the replay of each task's recorded transcript: a
