@@ -147,6 +147,22 @@ func TestEvalEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Resuming the finished evaluation runs nothing again: no model call, same results.
+	before := len(srv.Requests())
+	code, stdout, stderr = agent(t, env, append([]string{"eval", "--models", "good,bad,loops", "--repeat", "2", "--resume", out}, append(common, specs)...)...)
+	if code != 0 {
+		t.Fatalf("agent eval --resume exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if n := len(srv.Requests()); n != before {
+		t.Fatalf("resuming a finished evaluation made %d model calls", n-before)
+	}
+	var resumed results.EvalInfo
+	b, _ = os.ReadFile(filepath.Join(out, "eval.json"))
+	json.Unmarshal(b, &resumed)
+	if resumed.ID != ev.ID || len(resumed.Metrics) != 3 || resumed.Metrics[0].Passed != 4 {
+		t.Fatalf("resumed eval.json: id %s (was %s), metrics %+v", resumed.ID, ev.ID, resumed.Metrics)
+	}
+
 	// A second evaluation against the first as baseline: "good" now answers 41 (the server
 	// scripts it as bad), so it regresses on answer, and agent eval exits 1.
 	srv2 := llmtest.Start(t, evaltest.Bad("good"), evaltest.Bad("bad"))

@@ -62,6 +62,7 @@ type page struct {
 	Failed    int
 	Errored   int
 	Total     int
+	NotRun    int
 	Rate      string
 	IsEval    bool
 	Charts    []template.HTML
@@ -141,6 +142,7 @@ func HTML(w io.Writer, r *results.Results) error {
 		Generated: time.Now().UTC().Format(time.RFC3339)}
 	p.Passed, p.Failed, p.Errored = r.Totals()
 	p.Total = p.Passed + p.Failed + p.Errored
+	p.NotRun = r.NotRun
 	if p.Total > 0 {
 		p.Rate = pct(float64(p.Passed) / float64(p.Total))
 	}

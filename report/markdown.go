@@ -46,6 +46,9 @@ func Markdown(w io.Writer, r *results.Results, opt MarkdownOptions) error {
 	if !r.Run.StartedAt.IsZero() && !r.Run.EndedAt.IsZero() {
 		fmt.Fprintf(&b, " in %s", dur(r.Run.EndedAt.Sub(r.Run.StartedAt)))
 	}
+	if r.NotRun > 0 || r.Run.Interrupted {
+		fmt.Fprintf(&b, "; **interrupted**, %d task run(s) did not finish", r.NotRun)
+	}
 	b.WriteString("\n\n")
 
 	ms := r.ModelMetrics()
