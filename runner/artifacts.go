@@ -74,7 +74,7 @@ func (t *task) walkTree(ctx context.Context, exclude bool) (*walkResult, error) 
 				return w, nil
 			}
 			if !validName(e.Name) {
-				w.skipped = append(w.skipped, SkippedFile{Path: clipText(path.Join(d.rel, safeName(e.Name)), 300), Reason: "name is not a plain file name"})
+				w.skipped = append(w.skipped, SkippedFile{Path: clipText(path.Join(d.rel, safeName(e.Name)), 300), Reason: "name is not a plain file name (empty, too long, or holding a NUL, a slash or a line break)"})
 				continue
 			}
 			rel := e.Name
@@ -105,15 +105,15 @@ func (t *task) walkTree(ctx context.Context, exclude bool) (*walkResult, error) 
 }
 
 // validName accepts a directory entry name that is one plain path component, both in the sandbox
-// and on the host.
+// and on the host. Line breaks are refused too: the envd protocol cannot name such a path.
 func validName(n string) bool {
-	return n != "" && n != "." && n != ".." && len(n) <= 255 && !strings.ContainsAny(n, "/\x00")
+	return n != "" && n != "." && n != ".." && len(n) <= 255 && !strings.ContainsAny(n, "/\x00\n\r")
 }
 
 // safeName shows a refused name in a report.
 func safeName(n string) string {
 	return strings.Map(func(r rune) rune {
-		if r == 0 || r == '/' {
+		if r == 0 || r == '/' || r == '\n' || r == '\r' {
 			return '?'
 		}
 		return r

@@ -284,6 +284,9 @@ func (t *task) kill(ctx context.Context) {
 	}
 	_ = t.sb.Close()
 	t.res.Phases.KillMS = time.Since(started).Milliseconds()
+	if t.s.Keep != "" && t.s.Keep != spec.KeepNone {
+		t.warn("keep: %s is not supported by the runner yet; the sandbox was destroyed", t.s.Keep)
+	}
 }
 
 // Seed files are written in batches of this many files (and about this many bytes).

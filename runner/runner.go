@@ -302,6 +302,9 @@ func (r *Runner) prepare(started time.Time) error {
 		r.id = prev.ID
 		info.Templates = prev.Templates
 		for _, j := range r.jobs {
+			if err := r.relayout(j); err != nil {
+				return err
+			}
 			var res TaskResult
 			if err := readJSON(filepath.Join(out, j.dir, ResultFile), &res); err != nil {
 				continue
@@ -350,6 +353,61 @@ func (r *Runner) prepare(started time.Time) error {
 	r.info = info
 	r.mu.Unlock()
 	return writeJSON(filepath.Join(out, RunFile), info)
+}
+
+// singleLayout are the entries of a task run once (tasks/<name>/), which a repeated task keeps per
+// epoch (tasks/<name>/<epoch>/).
+var singleLayout = []string{ResultFile, TranscriptFile, ChecksFile, SetupLogFile, FilesDir}
+
+// relayout adapts an earlier session's results when a task's repeat went from 1 to more: its
+// results, in tasks/<name>/, become epoch 1's (tasks/<name>/1/) when they are still valid for it
+// (repeat is not part of the digest, so raising it adds epochs without redoing the first), and are
+// removed otherwise.
+func (r *Runner) relayout(j *job) error {
+	if j.epoch != 1 || max(j.spec.Repeat, 1) == 1 {
+		return nil
+	}
+	single := filepath.Join(r.cfg.Out, taskDirName(j.spec.Name, 1, 1))
+	var res TaskResult
+	if err := readJSON(filepath.Join(single, ResultFile), &res); err != nil {
+		return nil
+	}
+	keep := res.Finished() && res.SpecDigest == j.spec.Digest && res.Model == j.model && res.Epoch == 1 && res.Task == j.spec.Name
+	dst := filepath.Join(r.cfg.Out, j.dir)
+	if keep {
+		if err := os.RemoveAll(dst); err != nil {
+			return fmt.Errorf("relayout of %s: %w", j.spec.Name, err)
+		}
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return fmt.Errorf("relayout of %s: %w", j.spec.Name, err)
+		}
+	}
+	for _, name := range singleLayout {
+		from := filepath.Join(single, name)
+		if _, err := os.Lstat(from); err != nil {
+			continue
+		}
+		var err error
+		if keep && name != ResultFile {
+			err = os.Rename(from, filepath.Join(dst, name))
+		} else if !keep {
+			err = os.RemoveAll(from)
+		}
+		if err != nil {
+			return fmt.Errorf("relayout of %s: %w", j.spec.Name, err)
+		}
+	}
+	if keep {
+		// The result last, as always: its presence marks the epoch as ended.
+		res.Epochs, res.Dir = max(j.spec.Repeat, 1), j.dir
+		if err := writeJSON(filepath.Join(dst, ResultFile), &res); err != nil {
+			return err
+		}
+		if err := os.Remove(filepath.Join(single, ResultFile)); err != nil {
+			return fmt.Errorf("relayout of %s: %w", j.spec.Name, err)
+		}
+	}
+	return nil
 }
 
 // ensureEmptyDir creates dir, or accepts an existing empty directory.

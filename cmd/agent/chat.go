@@ -44,7 +44,12 @@ func newChatCmd() *cobra.Command {
 request runs the agent loop until the model answers without tool calls; the conversation carries
 over between requests. !COMMAND runs a shell command in the sandbox directly, /model switches the
 model for later turns, /files lists the sandbox's files, /exit ends the chat and kills the sandbox.`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("agent chat takes no arguments (type requests at its prompt)")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			overrides, err := of.config(cmd.Flags(), &mf, 0)

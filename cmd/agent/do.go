@@ -45,7 +45,12 @@ Exit codes: 0 the agent completed; 1 it ended in error (timeout, step limit, mod
 error); 2 usage error; 3 internal error.`,
 		Example: `  agent do "write fizzbuzz.py and test it"
   agent do --model novita:deepseek/deepseek-v3.2-exp --files ./project --out ./result "fix the failing tests"`,
-		Args: cobra.ExactArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError("agent do accepts 1 arg, the prompt (quote it), received %d", len(args))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			prompt := args[0]

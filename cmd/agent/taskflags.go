@@ -99,6 +99,9 @@ type overrideFlags struct {
 	cpus           float64
 	repeat         int
 	workdir        string
+	network        string
+	system         string
+	env            []string
 }
 
 func (o *overrideFlags) register(fs *pflag.FlagSet, withRepeat bool) {
@@ -110,6 +113,9 @@ func (o *overrideFlags) register(fs *pflag.FlagSet, withRepeat bool) {
 	fs.StringVar(&o.memory, "memory", "", "sandbox memory limit, e.g. 1GiB")
 	fs.Float64Var(&o.cpus, "cpus", 0, "sandbox CPU limit in cores")
 	fs.StringVar(&o.workdir, "workdir", "", "absolute working directory in the sandbox (default /home/user)")
+	fs.StringVar(&o.network, "network", "", "sandbox network: none, internet or allow:DOMAIN,CIDR,… (the local backend has none only)")
+	fs.StringVar(&o.system, "system", "", "system prompt replacing the agent's default one")
+	fs.StringArrayVar(&o.env, "env", nil, "environment variable KEY=VALUE for setup, the agent's commands and checks (repeatable)")
 	if withRepeat {
 		fs.IntVar(&o.repeat, "repeat", 0, "run each task this many times (epochs), each in a fresh sandbox")
 	}
@@ -151,6 +157,29 @@ func (o *overrideFlags) config(fs *pflag.FlagSet, mf *modelFlags, concurrency in
 	}
 	if set("workdir") {
 		c.Workdir = spec.Ptr(o.workdir)
+	}
+	if set("system") {
+		if strings.TrimSpace(o.system) == "" {
+			return nil, usageError("--system is empty")
+		}
+		c.System = spec.Ptr(o.system)
+	}
+	if set("network") {
+		n, err := spec.ParseNetwork(o.network)
+		if err != nil {
+			return nil, usageError("--network: %v", err)
+		}
+		c.Network = &n
+	}
+	if set("env") {
+		c.Env = spec.Env{}
+		for _, kv := range o.env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" || strings.ContainsAny(k, " \t\n=") {
+				return nil, usageError("--env %q: want KEY=VALUE", kv)
+			}
+			c.Env[k] = v
+		}
 	}
 	lim := &spec.LimitsFile{}
 	limSet := false
