@@ -81,7 +81,11 @@ func TestEvalEndToEnd(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "eval")
 	env := []string{"AGENT_TEST_KEY=test-key"}
 	common := []string{"--data-dir", data, "--base-url", srv.URL(), "--api-key-env", "AGENT_TEST_KEY", "-j", "2", "--seeds-root", specs}
-	code, stdout, stderr := agent(t, env, append([]string{"eval", "--models", "good,bad,loops", "--repeat", "2", "--out", out}, append(common, specs)...)...)
+	prices := filepath.Join(t.TempDir(), "prices.yaml")
+	if err := os.WriteFile(prices, []byte("models:\n  good: {input: 1.0, output: 2.0}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := agent(t, env, append([]string{"eval", "--models", "good,bad,loops", "--repeat", "2", "--out", out, "--prices", prices}, append(common, specs)...)...)
 	if code != 0 {
 		t.Fatalf("agent eval exited %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -115,6 +119,13 @@ func TestEvalEndToEnd(t *testing.T) {
 	}
 	if good.TokensIn == 0 || good.ToolCalls != 4 || good.Steps != 8 || good.WallMedian <= 0 {
 		t.Errorf("good usage: %+v", good)
+	}
+	// Priced: good at $1 / $2 per million tokens in / out; bad has no price.
+	if want := (float64(good.TokensIn)*1 + float64(good.TokensOut)*2) / 1e6; good.Cost == nil || *good.Cost < want*0.999 || *good.Cost > want*1.001 || good.CostPartial {
+		t.Errorf("good cost %v, want %v", good.Cost, want)
+	}
+	if bad.Cost != nil {
+		t.Errorf("bad has a cost without a price: %v", *bad.Cost)
 	}
 	// Each model's run is an ordinary results directory.
 	for _, mm := range ev.Models {
