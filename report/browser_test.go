@@ -3,7 +3,6 @@ package report_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"image/png"
 	"net/http/httptest"
@@ -24,7 +23,6 @@ import (
 	"github.com/agentrun/agent/report"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "write docs/report.png from the browser test")
 
 // chromium returns the path of a headless-capable Chromium. Installed by scripts/deps.sh (Debian
 // package chromium); a missing browser fails under CI and skips elsewhere.
@@ -189,11 +187,6 @@ func TestReportInChromium(t *testing.T) {
 	}
 	if len(problems()) == 0 {
 		t.Fatal("a console error was not noticed: the check for console errors cannot fail")
-	}
-	if *updateScreenshot {
-		if err := os.WriteFile(filepath.Join("..", "docs", "report.png"), shot, 0o644); err != nil {
-			t.Fatal(err)
-		}
 	}
 }
 

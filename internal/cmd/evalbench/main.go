@@ -12,26 +12,18 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"time"
 
-	"github.com/agentrun/agent/agent/transcript"
-	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/evaltest"
 	"github.com/agentrun/agent/report/results"
 	"github.com/agentrun/agent/report/stats"
 )
@@ -117,15 +109,15 @@ type measurement struct {
 
 // measure runs one agent eval with scripted models of the given latency.
 func measure(agentBin, suite, transcripts string, models []string, epochs int, latency time.Duration, concurrency int, out string) (*measurement, error) {
-	router, calls, stop, err := startModels(transcripts, models, latency)
+	rp, err := evaltest.StartReplay(transcripts, models, nil, latency)
 	if err != nil {
 		return nil, err
 	}
-	defer stop()
+	defer rp.Close()
 	data := out + "-data"
 	defer os.RemoveAll(data)
 	cmd := exec.Command(agentBin, "eval", "--models", strings.Join(models, ","), "--repeat", fmt.Sprint(epochs),
-		"--concurrency", fmt.Sprint(concurrency), "--base-url", router, "--no-stream", "--out", out,
+		"--concurrency", fmt.Sprint(concurrency), "--base-url", rp.URL, "--no-stream", "--out", out,
 		"--data-dir", data, suite)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
@@ -139,7 +131,7 @@ func measure(agentBin, suite, transcripts string, models []string, epochs int, l
 	if err != nil {
 		return nil, err
 	}
-	m := &measurement{wall: wall, tasks: len(res.Tasks()), cells: len(res.Cells), calls: calls.Load()}
+	m := &measurement{wall: wall, tasks: len(res.Tasks()), cells: len(res.Cells), calls: rp.Calls()}
 	m.passed, m.failed, m.errored = res.Totals()
 	var outside []float64
 	for _, c := range res.Cells {
@@ -164,103 +156,3 @@ func measure(agentBin, suite, transcripts string, models []string, epochs int, l
 	m.outsideMedian, m.outsideP99 = time.Duration(med), time.Duration(p99)
 	return m, nil
 }
-
-// startModels serves every model id with the replay of each task's recorded transcript: a
-// request is routed by its task prompt to an llmtest server scripted with that transcript's
-// assistant turns. It returns the base URL and a counter of model calls.
-func startModels(dir string, models []string, latency time.Duration) (string, *atomic.Int64, func(), error) {
-	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
-	if err != nil || len(files) == 0 {
-		return "", nil, nil, fmt.Errorf("no transcripts in %s", dir)
-	}
-	byPrompt := map[string]*url.URL{}
-	var servers []*llmtest.Server
-	stop := func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}
-	for _, f := range files {
-		t, err := transcript.Load(f)
-		if err != nil {
-			stop()
-			return "", nil, nil, err
-		}
-		var scs []*llmtest.Scenario
-		for _, m := range models {
-			sc := &llmtest.Scenario{Name: m, Latency: llmtest.Duration(latency)}
-			for _, msg := range t.Messages {
-				if msg.Role != "assistant" {
-					continue
-				}
-				turn := llmtest.Turn{Content: msg.Content}
-				for _, tc := range msg.ToolCalls {
-					turn.ToolCalls = append(turn.ToolCalls, llmtest.ToolCall{ID: tc.ID, Name: tc.Name, Arguments: tc.Arguments})
-				}
-				sc.Turns = append(sc.Turns, turn)
-			}
-			scs = append(scs, sc)
-		}
-		srv, err := llmtest.NewServer(scs...)
-		if err != nil {
-			stop()
-			return "", nil, nil, err
-		}
-		servers = append(servers, srv)
-		u, _ := url.Parse(srv.URL())
-		byPrompt[strings.TrimSpace(t.Task.Prompt)] = u
-	}
-	calls := new(atomic.Int64)
-	proxy := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		target, _ := r.In.Context().Value(targetKey{}).(*url.URL)
-		r.SetURL(target)
-		r.Out.URL.Path = target.Path + strings.TrimPrefix(r.In.URL.Path, "/v1")
-	}}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		var req struct {
-			Messages []struct {
-				Role    string `json:"role"`
-				Content any    `json:"content"`
-			} `json:"messages"`
-		}
-		json.Unmarshal(body, &req)
-		var target *url.URL
-		for _, m := range req.Messages {
-			if s, ok := m.Content.(string); ok && m.Role == "user" {
-				target = byPrompt[strings.TrimSpace(s)]
-				break
-			}
-		}
-		if target == nil {
-			http.Error(w, "no recorded transcript for this prompt", http.StatusNotFound)
-			return
-		}
-		calls.Add(1)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		r.ContentLength = int64(len(body))
-		proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), targetKey{}, target)))
-	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		stop()
-		return "", nil, nil, err
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	all := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			srv.Close()
-		}
-		stop()
-	}
-	return "http://" + ln.Addr().String() + "/v1", calls, all, nil
-}
-
-type targetKey struct{}
