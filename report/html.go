@@ -269,7 +269,7 @@ func messages(t *transcript.Transcript) []msgView {
 			}
 		}
 		for _, tc := range m.ToolCalls {
-			cv := callView{ID: tc.ID, Name: tc.Name, Args: prettyArgs(tc.Arguments), Summary: oneLine(tc.Arguments, 120)}
+			cv := callView{ID: tc.ID, Name: tc.Name, Args: prettyArgs(tc.Arguments), Summary: argsSummary(tc.Arguments)}
 			if tc.ArgumentsOverflow {
 				cv.Args += "\n… (the model sent more than was kept)"
 			}
@@ -317,23 +317,122 @@ func toolMeta(x *transcript.ToolExecution) (meta string, failed bool) {
 	return strings.Join(parts, " · "), failed
 }
 
-// prettyArgs indents JSON arguments; malformed ones are shown as the model wrote them.
+// prettyArgs shows JSON arguments as indented key: value lines, with multi-line strings (file
+// contents) as blocks of their own lines; malformed arguments are shown as the model wrote them.
 func prettyArgs(s string) string {
 	if len(s) <= maxShownText {
 		var v any
-		if json.Unmarshal([]byte(s), &v) == nil {
-			if b, err := json.MarshalIndent(v, "", "  "); err == nil {
-				// Multi-line string values (file contents) read better unescaped.
-				return unescapeNewlines(string(b))
-			}
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		if dec.Decode(&v) == nil && !dec.More() {
+			var b strings.Builder
+			renderValue(&b, v, 0)
+			return strings.TrimSuffix(b.String(), "\n")
 		}
 	}
 	return clipMiddle(s, maxShownText)
 }
 
-// unescapeNewlines shows \n inside JSON strings as line breaks, for reading only.
-func unescapeNewlines(s string) string {
-	return strings.NewReplacer(`\n`, "\n", `\t`, "\t").Replace(s)
+// maxRenderDepth bounds the nesting rendered; deeper values are shown as compact JSON.
+const maxRenderDepth = 8
+
+func renderValue(b *strings.Builder, v any, depth int) {
+	pad := strings.Repeat("  ", depth)
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) == 0 || depth >= maxRenderDepth {
+			b.WriteString(pad + compactJSON(x) + "\n")
+			return
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sortStrings(keys)
+		for _, k := range keys {
+			renderField(b, pad+k+":", x[k], depth)
+		}
+	case []any:
+		if len(x) == 0 || depth >= maxRenderDepth {
+			b.WriteString(pad + compactJSON(x) + "\n")
+			return
+		}
+		for _, e := range x {
+			renderField(b, pad+"-", e, depth)
+		}
+	default:
+		b.WriteString(pad + scalar(x) + "\n")
+	}
+}
+
+// renderField writes "label value", or the label and the value indented below it.
+func renderField(b *strings.Builder, label string, v any, depth int) {
+	switch x := v.(type) {
+	case map[string]any, []any:
+		if n := lenOf(x); n == 0 || depth+1 >= maxRenderDepth {
+			b.WriteString(label + " " + compactJSON(x) + "\n")
+			return
+		}
+		b.WriteString(label + "\n")
+		renderValue(b, x, depth+1)
+	case string:
+		if strings.Contains(x, "\n") {
+			b.WriteString(label + " |\n")
+			pad := strings.Repeat("  ", depth+1)
+			for _, line := range strings.Split(strings.TrimSuffix(x, "\n"), "\n") {
+				b.WriteString(pad + line + "\n")
+			}
+			return
+		}
+		b.WriteString(label + " " + x + "\n")
+	default:
+		b.WriteString(label + " " + scalar(x) + "\n")
+	}
+}
+
+func lenOf(v any) int {
+	switch x := v.(type) {
+	case map[string]any:
+		return len(x)
+	case []any:
+		return len(x)
+	}
+	return 0
+}
+
+func scalar(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return compactJSON(v)
+}
+
+// compactJSON encodes v as one line of JSON without escaping <, > and & (the page escapes).
+func compactJSON(v any) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return fmt.Sprint(v)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// argsSummary is the one-line form of a call's arguments for its collapsed line.
+func argsSummary(s string) string {
+	var v any
+	if len(s) <= maxShownText && json.Unmarshal([]byte(s), &v) == nil {
+		s = compactJSON(v)
+	}
+	return oneLine(s, 120)
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
 }
 
 func files(c *results.Cell) []fileView {
