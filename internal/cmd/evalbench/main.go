@@ -94,8 +94,10 @@ func run() error {
 	fmt.Printf("| wall / (baseline wall + ideal) | %.2f |\n", float64(m.wall)/float64(base.wall+ideal))
 	fmt.Printf("\nTime outside model calls is everything else a task epoch does: create the sandbox, seed, run\n" +
 		"setup, run the tools the model asked for (tests, builds), run the checks, collect artifacts, kill\n" +
-		"the sandbox. An added / ideal ratio near 1 means the model's latency costs no more wall time\n" +
-		"than the concurrency allows: the runner overlaps it fully with other tasks.\n")
+		"the sandbox. An added / ideal ratio near 1 (or below: while a task waits for its model, another\n" +
+		"task's tools get the CPU) means the model's latency costs no more wall time than the\n" +
+		"concurrency allows: the runner overlaps it with other tasks. Small runs on a busy machine are\n" +
+		"noisy; compare the two columns of one run only.\n")
 	return nil
 }
 
