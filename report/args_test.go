@@ -1,6 +1,9 @@
 package report
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPrettyArgs(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
@@ -21,4 +24,20 @@ func TestPrettyArgs(t *testing.T) {
 	if got := argsSummary(`{"command":"a \u003e b"}`); got != `{"command":"a > b"}` {
 		t.Errorf("argsSummary = %s", got)
 	}
+}
+
+// FuzzPrettyArgs: any argument text renders without panicking and never loses a model's
+// malformed text.
+func FuzzPrettyArgs(f *testing.F) {
+	f.Add(`{"path":"a.py","data":"x\ny"}`)
+	f.Add(`{"files":[{"path":"a","data":"b"}]}`)
+	f.Add(`{"command": broken`)
+	f.Fuzz(func(t *testing.T, s string) {
+		out := prettyArgs(s)
+		if len(s) > 0 && out == "" && strings.TrimSpace(s) != `""` && strings.TrimSpace(s) != "" {
+			// Only an empty JSON string renders as nothing.
+			t.Fatalf("prettyArgs(%q) is empty", s)
+		}
+		_ = argsSummary(s)
+	})
 }
