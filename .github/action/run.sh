@@ -24,7 +24,7 @@ models=${INPUT_MODELS:-}
 base_url=${INPUT_BASE_URL:-}
 concurrency=${INPUT_CONCURRENCY:-}
 template=${INPUT_TEMPLATE:-host}
-repeat=${INPUT_REPEAT:-1}
+repeat=${INPUT_REPEAT:-}
 baseline=${INPUT_BASELINE:-}
 max_regression=${INPUT_MAX_REGRESSION:-0.05}
 out=${INPUT_OUT:-}
@@ -40,7 +40,7 @@ fi
 
 [ -n "${tasks//[[:space:]]/}" ] || die "the tasks input is empty: give task spec files, directories or globs"
 case "$fail_on" in failed | never) ;; *) die "fail-on must be failed or never, got '$fail_on'" ;; esac
-[[ "$repeat" =~ ^[1-9][0-9]{0,3}$ ]] || die "repeat must be a whole number from 1, got '$repeat'"
+[ -z "$repeat" ] || [[ "$repeat" =~ ^[1-9][0-9]{0,3}$ ]] || die "repeat must be a whole number from 1, got '$repeat'"
 [ -z "$concurrency" ] || [[ "$concurrency" =~ ^[1-9][0-9]{0,3}$ ]] || die "concurrency must be a whole number from 1, got '$concurrency'"
 [[ "$max_regression" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || die "max-regression must be a number between 0 and 1, got '$max_regression'"
 [ -z "$model" ] || [ -z "$models" ] || die "give model or models, not both"
@@ -64,7 +64,8 @@ if [ -n "$models" ] || [ -n "$baseline" ]; then
 elif [ -n "$model" ]; then
   args+=(--model "$model")
 fi
-args+=(--out "$out" --template "$template" --repeat "$repeat")
+args+=(--out "$out" --template "$template")
+[ -z "$repeat" ] || args+=(--repeat "$repeat")
 [ -z "$concurrency" ] || args+=(--concurrency "$concurrency")
 [ -z "$base_url" ] || args+=(--base-url "$base_url")
 env_keep=()
