@@ -229,7 +229,9 @@ func (t *task) run(ctx context.Context) error {
 		if s.StopBackground {
 			t.stopBackground(ctx)
 		}
-		t.phase("checks")
+		if len(s.Checks) > 0 {
+			t.phase("checks")
+		}
 		started = time.Now()
 		werr := t.checks(ctx)
 		t.res.Phases.ChecksMS = time.Since(started).Milliseconds()

@@ -44,7 +44,7 @@ func TestTasksEndInErrorWithTheReason(t *testing.T) {
 	runnertest.WriteSpec(t, dir, "timeout", `
 prompt: sleep
 model: custom:sleeper
-limits: {timeout: 3s, command_timeout: 5m}
+limits: {timeout: 8s, command_timeout: 5m}
 checks: [{file: never.txt}]
 `)
 	runnertest.WriteSpec(t, dir, "oom", `
@@ -100,7 +100,7 @@ checks: [{run: "! pgrep -x sleep"}]
 			t.Errorf("%s: %+v", name, got[name])
 		}
 	}
-	if d := got["timeout"].Detail; !strings.Contains(d, "limit of 3s") {
+	if d := got["timeout"].Detail; !strings.Contains(d, "limit of 8s") {
 		t.Errorf("timeout detail = %q", d)
 	}
 	if d := got["oom"].Detail; !strings.Contains(strings.ToLower(d), "memory") {

@@ -203,3 +203,40 @@ func TestResumeWithMoreEpochs(t *testing.T) {
 		}
 	}
 }
+
+// TestFailFast stops the run at the first task that does not pass: the tasks after it never run.
+func TestFailFast(t *testing.T) {
+	requireSandboxes(t)
+	ctx := ctxT(t, 5*time.Minute)
+	dd := runnertest.DataDir(t)
+	b := runnertest.Backend(t, dd, agentBin, "")
+	runnertest.CheckLeaks(t, dd)
+	var files []string
+	for _, task := range []string{"fizzbuzz", "log-errors", "slugify"} {
+		files = append(files, filepath.Join(repoRoot, "tasks", "examples", task, "task.yaml"))
+	}
+	suite, err := spec.Load(ctx, files, spec.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every task replays slugify's transcript: fizzbuzz, first, fails its checks.
+	out := filepath.Join(t.TempDir(), "results")
+	r, err := runner.New(runner.Config{Specs: suite.Specs, Out: out, Concurrency: 1, FailFast: true,
+		Models: &runner.Replays{Path: filepath.Join(repoRoot, "testdata", "transcripts", "slugify.json")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := summaryByName(sum)
+	if got["fizzbuzz"].Status != runner.StatusFailed || !got["log-errors"].NotRun || !got["slugify"].NotRun || !sum.Interrupted || sum.OK {
+		t.Errorf("--fail-fast: %+v", sum.Tasks)
+	}
+	var info runner.RunInfo
+	readJSON(t, filepath.Join(out, "run.json"), &info)
+	if info.Sessions[0].Ran != 1 {
+		t.Errorf("ran %d tasks, want 1", info.Sessions[0].Ran)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -227,7 +228,7 @@ func (r *Runner) Run(ctx context.Context, backend Backend) (*Summary, error) {
 	defer cancel(nil)
 	g := new(errgroup.Group)
 	g.SetLimit(r.cfg.Concurrency)
-	ran := 0
+	var ran atomic.Int32
 	for _, j := range r.jobs {
 		if j.reused {
 			continue
@@ -235,11 +236,11 @@ func (r *Runner) Run(ctx context.Context, backend Backend) (*Summary, error) {
 		if rctx.Err() != nil {
 			break
 		}
-		ran++
 		g.Go(func() error {
 			if rctx.Err() != nil {
 				return nil // interrupted or failed fast before it started: not run
 			}
+			ran.Add(1)
 			res, err := r.runJob(rctx, j)
 			if err != nil {
 				cancel(err)
@@ -266,7 +267,7 @@ func (r *Runner) Run(ctx context.Context, backend Backend) (*Summary, error) {
 	r.info.EndedAt = &ended
 	r.info.Interrupted = interrupted
 	s := &r.info.Sessions[len(r.info.Sessions)-1]
-	s.EndedAt, s.Ran, s.Reused, s.Interrupted = &ended, ran, reused, interrupted
+	s.EndedAt, s.Ran, s.Reused, s.Interrupted = &ended, int(ran.Load()), reused, interrupted
 	info := r.info
 	r.mu.Unlock()
 	if err := writeJSON(filepath.Join(r.cfg.Out, RunFile), info); err != nil && runErr == nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,11 +77,16 @@ func TestExampleSuiteScripted(t *testing.T) {
 	}
 	specs := loadSuite(t, suite)
 	out := filepath.Join(t.TempDir(), "results")
-	var events []runner.Event
+	var (
+		mu     sync.Mutex
+		events []runner.Event
+	)
 	r, err := runner.New(runner.Config{Specs: specs, Models: scripted(srv), Out: out, Concurrency: 2,
 		Observer: func(e runner.Event) {
 			if e.Type != runner.EventAgent {
+				mu.Lock()
 				events = append(events, e)
+				mu.Unlock()
 			}
 		}})
 	if err != nil {

@@ -111,10 +111,13 @@ error); 2 usage error; 3 internal error.`,
 				Specs: []*spec.Spec{s}, Models: models, Out: record, Concurrency: 1,
 				Observer: observer, Prices: prices, Budget: budget,
 				Info: runner.RunInfo{Versions: runner.Versions{Agent: version, Go: runtime.Version(), EnvdProtocol: envdVersion()},
-					Command: os.Args, Args: []string{}, Flags: changedFlags(cmd), Model: s.Model, Replay: mf.replay},
+					Command: redactArgs(os.Args), Args: []string{}, Flags: changedFlags(cmd), Model: s.Model, Replay: mf.replay},
 			})
 			if err != nil {
 				return usageError("%v", err)
+			}
+			if err := checkModels(models, []*spec.Spec{s}); err != nil {
+				return err
 			}
 			b, closeBackend, err := openBackend(ctx, backend, &lf)
 			if err != nil {

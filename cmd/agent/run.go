@@ -111,6 +111,10 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 			if fl == nil || fs.Changed(name) || slices.Contains(notReplayed, name) {
 				continue
 			}
+			if strings.Contains(prev.Flags[name], ":xxxxx@") {
+				fmt.Fprintf(cmd.ErrOrStderr(), "--resume: give --%s again: its credentials were not recorded\n", name)
+				continue
+			}
 			if err := fs.Set(name, prev.Flags[name]); err != nil {
 				return usageError("--resume: taking over --%s=%s: %v", name, prev.Flags[name], err)
 			}
@@ -184,13 +188,13 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 
 	info := runner.RunInfo{
 		Versions:   runner.Versions{Agent: version, Go: runtime.Version(), EnvdProtocol: envdVersion()},
-		Command:    os.Args,
+		Command:    redactArgs(os.Args),
 		Args:       args,
 		Flags:      changedFlags(cmd),
 		ConfigFile: suite.ConfigFile,
 		Model:      suite.Run.Model,
 		Provider:   suite.Run.Provider,
-		BaseURL:    suite.Run.BaseURL,
+		BaseURL:    redactURL(suite.Run.BaseURL),
 		Replay:     f.mf.replay,
 	}
 	if f.backend == "local" {
@@ -202,6 +206,9 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	})
 	if err != nil {
 		return usageError("%v", err)
+	}
+	if err := checkModels(models, suite.Specs); err != nil {
+		return err
 	}
 	backend, closeBackend, err := openBackend(ctx, f.backend, &f.lf)
 	if err != nil {
@@ -229,6 +236,21 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	printSummary(human, sum, r.Out())
 	if !sum.OK && !f.exitZero {
 		return &exitError{code: exitFailed}
+	}
+	return nil
+}
+
+// checkModels opens every task's model provider before anything runs, so a missing key or an
+// unknown provider is a usage error rather than a model_error in every task.
+func checkModels(models runner.Models, specs []*spec.Spec) error {
+	for _, s := range specs {
+		m, err := models.Model(s)
+		if err != nil {
+			return usageError("%v", err)
+		}
+		if _, err := models.Provider(s, m); err != nil {
+			return usageError("task %s: %v", s.Name, err)
+		}
 	}
 	return nil
 }

@@ -103,6 +103,8 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 		{[]string{"run", "--replay", "testdata/transcripts", "--timeout", "-1s", "tasks/examples"}, "--timeout"},
 		{[]string{"run", "--no-config", "tasks/examples/fizzbuzz/task.yaml"}, "no model"},
 		{[]string{"run", "--resume", t.TempDir()}, "--resume"},
+		{[]string{"run", "--model", "novita:qwen/qwen3-coder-30b-a3b-instruct", "tasks/examples"}, "NOVITA_API_KEY"},
+		{[]string{"run", "--replay", "README.md", "tasks/examples"}, "replay"},
 		{[]string{"do"}, "accepts 1 arg"},
 	} {
 		r := runAgent(t, []string{"NOVITA_API_KEY=", "OPENAI_API_KEY="}, tc.args...)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -292,5 +293,30 @@ func flagValue(f *pflag.Flag) string {
 	if sv, ok := f.Value.(pflag.SliceValue); ok {
 		return strings.Join(sv.GetSlice(), ",")
 	}
-	return f.Value.String()
+	return redactURL(f.Value.String())
+}
+
+// redactURL hides the password of a URL given with credentials (https://user:secret@host/).
+func redactURL(s string) string {
+	if !strings.Contains(s, "@") || !strings.Contains(s, "://") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// redactArgs returns the command line with URL credentials hidden.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if k, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(k, "--") {
+			out[i] = k + "=" + redactURL(v)
+			continue
+		}
+		out[i] = redactURL(a)
+	}
+	return out
 }

@@ -13,6 +13,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -190,11 +191,15 @@ func draft(s *spec.Spec, file string) (*transcript.Transcript, error) {
 		m := transcript.Message{Role: "assistant", Content: strings.TrimRight(turn.Content, "\n"), Step: i + 1,
 			Call: &transcript.ModelCall{StartedAt: now, Attempts: 1}}
 		for j, c := range turn.ToolCalls {
-			args, err := json.Marshal(c.Args)
-			if err != nil {
+			// As a model writes them: no HTML escaping of <, > and &.
+			var args bytes.Buffer
+			enc := json.NewEncoder(&args)
+			enc.SetEscapeHTML(false)
+			if err := enc.Encode(c.Args); err != nil {
 				return nil, fmt.Errorf("%s: turn %d: %w", file, i+1, err)
 			}
-			m.ToolCalls = append(m.ToolCalls, transcript.ToolCall{ID: fmt.Sprintf("call_%d_%d", i+1, j), Name: c.Name, Arguments: string(args)})
+			m.ToolCalls = append(m.ToolCalls, transcript.ToolCall{ID: fmt.Sprintf("call_%d_%d", i+1, j), Name: c.Name,
+				Arguments: strings.TrimSuffix(args.String(), "\n")})
 		}
 		if len(m.ToolCalls) > 0 {
 			m.Call.FinishReason = "tool_calls"
