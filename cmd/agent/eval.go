@@ -196,7 +196,7 @@ func runEval(cmd *cobra.Command, f *evalFlags, args []string) error {
 		SeedsRoot: f.seedsRoot, Observer: observer, Repeat: f.of.repeat,
 		Info: runner.RunInfo{
 			Versions: runner.Versions{Agent: version, Go: runtime.Version(), EnvdProtocol: envdVersion()},
-			Command:  os.Args, Args: args, Flags: changedFlags(cmd), Provider: run.Provider, BaseURL: run.BaseURL,
+			Command:  redactArgs(os.Args), Args: args, Flags: changedFlags(cmd), Provider: run.Provider, BaseURL: redactURL(run.BaseURL),
 		},
 	}, backend)
 	console.Close()
