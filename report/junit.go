@@ -133,12 +133,15 @@ func checksText(c *results.Cell) string {
 	var b strings.Builder
 	for _, ch := range c.Checks {
 		mark := "PASS"
-		if !ch.Passed {
+		switch {
+		case ch.Skipped:
+			mark = "SKIP"
+		case !ch.Passed:
 			mark = "FAIL"
 		}
 		fmt.Fprintf(&b, "%s %s", mark, oneLine(ch.Name, 200))
-		if ch.Reason != "" {
-			fmt.Fprintf(&b, ": %s", oneLine(ch.Reason, 500))
+		if why := firstNonEmpty(ch.Reason, ch.Error); why != "" {
+			fmt.Fprintf(&b, ": %s", oneLine(why, 500))
 		}
 		b.WriteByte('\n')
 		if !ch.Passed && (ch.Stdout != "" || ch.Stderr != "") {
