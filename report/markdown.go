@@ -167,8 +167,8 @@ func Why(c *results.Cell) string {
 		return firstNonEmpty(c.Reason, "error")
 	}
 	if ch := c.FailingCheck(); ch != nil {
-		if ch.Reason != "" {
-			return ch.Name + ": " + ch.Reason
+		if why := firstNonEmpty(ch.Reason, ch.Error); why != "" {
+			return ch.Name + ": " + why
 		}
 		return ch.Name
 	}
