@@ -45,6 +45,7 @@ Exit codes:
 	})
 	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd(),
 		newRunCmd(), newDoCmd(), newChatCmd())
+	root.AddCommand(newReportCmd(), newEvalCmd())
 	return root
 }
 
