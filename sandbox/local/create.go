@@ -64,11 +64,9 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	for {
 		id = newID()
 		p = b.paths(id)
-		// 0711: the runtime's init, already root of the sandbox's user namespace (an unprivileged
-		// uid here), must traverse to the rootfs; listing and everything else stay private.
-		err := os.Mkdir(p.dir, 0o711)
+		// Private until the uid range is known (then 0710 for the sandbox's root group).
+		err := os.Mkdir(p.dir, 0o700)
 		if err == nil {
-			err = os.Chmod(p.dir, 0o711)
 			break
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -107,7 +105,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 			}
 		}
 	}()
-	slot, err := b.slots.claim(id)
+	slot, err := b.slots.claim(p.dir)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/agentrun/agent/sandbox/local/mounts"
@@ -91,7 +90,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 		errs = append(errs, err)
 	}
 	if rec.Slot >= 0 {
-		b.slots.release(rec.Slot, rec.ID)
+		b.slots.release(rec.Slot, p.dir)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("destroying sandbox %s: %w", rec.ID, errors.Join(errs...))
@@ -118,7 +117,7 @@ type GCReport struct {
 func (b *Backend) GC(ctx context.Context) (*GCReport, error) { return b.GCWith(ctx, GCOptions{}) }
 
 // GCWith is GC with options: kept sandboxes idle for longer than o.OlderThan are reclaimed too,
-// and so are snapshots (gc.go).
+// and so are snapshots (snapshot.go).
 func (b *Backend) GCWith(ctx context.Context, o GCOptions) (*GCReport, error) {
 	rep := &GCReport{}
 	ents, err := os.ReadDir(b.sbDir)
@@ -174,7 +173,7 @@ func (b *Backend) GCWith(ctx context.Context, o GCOptions) (*GCReport, error) {
 		}
 	}
 	if len(live) == 0 {
-		_ = b.cg.Remove(ctx, b.cgParent)
+		b.removeIdleCgroupParent(ctx)
 	}
 	digests := map[string]bool{}
 	for id := range live {
@@ -190,19 +189,7 @@ func (b *Backend) GCWith(ctx context.Context, o GCOptions) (*GCReport, error) {
 		errs = append(errs, err)
 	}
 	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
-	if ents, err := os.ReadDir(b.slots.dir); err == nil {
-		for _, e := range ents {
-			n, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			owner, err := os.ReadFile(filepath.Join(b.slots.dir, e.Name()))
-			if err == nil && !live[string(owner)] && !dirExists(b.paths(string(owner)).dir) {
-				b.slots.release(n, string(owner))
-				rep.Slots = append(rep.Slots, e.Name())
-			}
-		}
-	}
+	rep.Slots = b.slots.sweep()
 	if rts, err := os.ReadDir(b.rtDir); err == nil {
 		for _, r := range rts {
 			states, err := os.ReadDir(filepath.Join(b.rtDir, r.Name()))
