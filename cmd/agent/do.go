@@ -153,6 +153,7 @@ error); 2 usage error; 3 internal error.`,
 	lf.register(cmd)
 	mf.register(fs, true)
 	of.register(fs, false)
+	of.registerKeep(fs)
 	fs.StringVar(&files, "files", "", "seed the sandbox's workdir with this directory's files")
 	fs.StringVarP(&out, "out", "o", "out", "copy the files the agent created or changed here")
 	fs.StringVar(&name, "name", "do", "task name (in the transcript and results)")

@@ -74,6 +74,7 @@ error; 3 internal error. --exit-zero exits 0 whenever the run itself worked.`,
 	f.lf.register(cmd)
 	f.mf.register(fs, true)
 	f.of.register(fs, true)
+	f.of.registerKeep(fs)
 	fs.IntVarP(&f.concurrency, "concurrency", "j", 0, "tasks run at once (default: the number of CPUs)")
 	fs.StringVarP(&f.out, "out", "o", "", "results directory (default runs/<UTC timestamp>-<id>)")
 	fs.StringVar(&f.resume, "resume", "", "finish the run in this results directory: run only the tasks that did not finish")

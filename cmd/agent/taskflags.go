@@ -103,6 +103,12 @@ type overrideFlags struct {
 	network        string
 	system         string
 	env            []string
+	keep           string
+}
+
+// registerKeep adds --keep (commands that run tasks through the runner).
+func (o *overrideFlags) registerKeep(fs *pflag.FlagSet) {
+	fs.StringVar(&o.keep, "keep", "", "keep task sandboxes after their task, paused, to look inside (agent sandbox shell ID): none, failed (and interrupted) or all (default: the spec's, else none)")
 }
 
 func (o *overrideFlags) register(fs *pflag.FlagSet, withRepeat bool) {
@@ -223,6 +229,13 @@ func (o *overrideFlags) config(fs *pflag.FlagSet, mf *modelFlags, concurrency in
 	}
 	if limSet {
 		c.Limits = lim
+	}
+	if set("keep") {
+		k, err := spec.ParseKeep(o.keep)
+		if err != nil {
+			return nil, usageError("--keep: %v", err)
+		}
+		c.Keep = &k
 	}
 	if set("repeat") {
 		if o.repeat < 1 || o.repeat > 1000 {

@@ -58,6 +58,11 @@ func (b *Backend) Name() string { return Name }
 // Create implements runner.Backend. Local sandboxes have no network but loopback; a task asking
 // for more is refused rather than run with less than it asked for.
 func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner.Sandbox, error) {
+	return b.create(ctx, req, "")
+}
+
+// create creates a sandbox for req, from a snapshot's files when from is set.
+func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from string) (runner.Sandbox, error) {
 	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
 		return nil, fmt.Errorf("the local backend has no network mode %q yet: only none (loopback only)", req.Network.String())
 	}
@@ -70,21 +75,28 @@ func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner
 			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
 			Lifetime: req.Lifetime,
 		},
+		From: from,
 	})
 	if err != nil {
 		return nil, err
 	}
+	return b.wrap(s, started), nil
+}
+
+// wrap describes a local sandbox for the runner.
+func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 	rec := s.Record()
-	return &Sandbox{Sandbox: s, info: runner.SandboxInfo{
+	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
 		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
 		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
-	}}, nil
+	}}
 }
 
 // Sandbox is a local sandbox as the runner sees it.
 type Sandbox struct {
 	*local.Sandbox
-	info runner.SandboxInfo
+	dataDir string
+	info    runner.SandboxInfo
 }
 
 // Info implements runner.Sandbox.
