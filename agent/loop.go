@@ -350,6 +350,7 @@ func (l *loop) end(reason Reason, detail string, cause error) (*Result, error) {
 	if reason == ReasonCompleted {
 		tr.FinalAnswer = l.lastFinal
 	}
+	tr.Background = backgroundRecord(l.set.Background())
 	res := &Result{
 		End:         end,
 		Steps:       l.steps,
@@ -412,6 +413,18 @@ func historyMessage(m provider.Message) transcript.Message {
 		tm.ToolCalls = append(tm.ToolCalls, transcript.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments, ArgumentsOverflow: c.ArgumentsOverflow})
 	}
 	return tm
+}
+
+func backgroundRecord(bg []tools.BackgroundCommand) []transcript.Background {
+	var out []transcript.Background
+	for _, c := range bg {
+		state := c.Status
+		if c.Running {
+			state = "running"
+		}
+		out = append(out, transcript.Background{PID: c.PID, Command: c.Command, State: state, ExitCode: c.ExitCode, OutputBytes: c.OutputBytes})
+	}
+	return out
 }
 
 func usageRecord(u provider.Usage) transcript.Usage {

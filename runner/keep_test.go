@@ -67,6 +67,14 @@ checks: [{file: answer.txt, equals: "right\n"}]
 	if kept == nil || kept.Backend != "local" || kept.Command != "agent sandbox --data-dir "+dd+" shell "+kept.ID {
 		t.Fatalf("kept: %+v", kept)
 	}
+	// The transcript lists the background command the agent left running.
+	tr, err := transcript.Load(filepath.Join(out, "tasks", "failing", "transcript.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Background) != 1 || tr.Background[0].Command != "sleep 1000" || tr.Background[0].State != "running" || tr.Background[0].PID == 0 {
+		t.Errorf("transcript background: %+v", tr.Background)
+	}
 	report, _ := os.ReadFile(filepath.Join(out, "report.md"))
 	if !strings.Contains(string(report), "Kept sandboxes") || !strings.Contains(string(report), kept.Command) {
 		t.Errorf("report.md does not list the kept sandbox:\n%s", report)
