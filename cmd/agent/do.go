@@ -143,6 +143,9 @@ error); 2 usage error; 3 internal error.`,
 				fmt.Fprintf(stderr, " (%d skipped, see %s)", len(res.Artifacts.Skipped), filepath.Join(task, runner.ResultFile))
 			}
 			fmt.Fprintf(stderr, "\ntranscript: %s\n", filepath.Join(task, runner.TranscriptFile))
+			if res.Kept != nil {
+				fmt.Fprintf(stderr, "sandbox kept (paused): %s\n", res.Kept.Command)
+			}
 			if !sum.OK {
 				return &exitError{code: exitFailed}
 			}

@@ -275,6 +275,19 @@ func printSummary(w io.Writer, sum *runner.Summary, out string) {
 		fmt.Fprintf(w, " — interrupted; finish with: agent run --resume %s", out)
 	}
 	fmt.Fprintf(w, "\nresults: %s\nreport:  %s\n", out, filepath.Join(out, runner.ReportFile))
+	for _, t := range sum.Tasks {
+		if t.Kept != nil {
+			fmt.Fprintf(w, "kept:    %s #%d (%s): %s\n", t.Name, t.Epoch, orNotRun(t), t.Kept.Command)
+		}
+	}
+}
+
+// orNotRun is a task's status, or "interrupted" for one that did not finish.
+func orNotRun(t runner.SummaryTask) string {
+	if t.NotRun {
+		return "interrupted"
+	}
+	return string(t.Status)
 }
 
 // onInterrupt prints what happens on the first Ctrl-C (or SIGTERM) and restores the default
