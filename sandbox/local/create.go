@@ -28,11 +28,11 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if o.Network == "" {
 		o.Network = NetworkNone
 	}
-	netw, err := networkFor(o.Network)
+	rt, err := b.runtime(o.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	rt, err := b.runtime(o.Runtime)
+	netw, err := b.networkFor(o.Network, rt.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +138,12 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", netw.Name(), err)
 	}
+	if ns := netw.Nameserver(id); ns != "" {
+		if err := writeSandboxFile(p.rootfs(), "etc/resolv.conf", "nameserver "+ns+"\noptions edns0\n", int(rec.UIDBase)); err != nil {
+			return nil, err
+		}
+	}
+	mark("network")
 	spec, err := ocispec.New(b.specOpts(rec, tpl, o, netnsPath)...)
 	if err != nil {
 		return nil, err
@@ -172,6 +178,11 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		return nil, fmt.Errorf("%w\n%s", cerr, msg)
 	}
 	mark("runtime create")
+	if st, err := rt.State(ctx, id); err != nil {
+		return nil, withLog(err, p.log())
+	} else if err := netw.Attach(ctx, id, st.Pid); err != nil {
+		return nil, fmt.Errorf("network %s: %w", netw.Name(), err)
+	}
 	if err := rt.Start(ctx, id); err != nil {
 		return nil, withLog(err, p.log())
 	}
@@ -270,15 +281,26 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 		"etc/hosts":    "127.0.0.1\tlocalhost " + rec.ID + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 	}
 	for name, content := range files {
-		target := filepath.Join(p.rootfs(), name)
-		if err := os.WriteFile(target, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		if err := os.Lchown(target, base, base); err != nil {
+		if err := writeSandboxFile(p.rootfs(), name, content, base); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeSandboxFile writes a file of the sandbox's root before anything runs inside (so no
+// sandbox process can have planted a symlink there), owned by the sandbox's root.
+func writeSandboxFile(rootfs, name, content string, owner int) error {
+	target := filepath.Join(rootfs, name)
+	if fi, err := os.Lstat(target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	if err := os.WriteFile(target, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return os.Lchown(target, owner, owner)
 }
 
 func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netnsPath string) []ocispec.Opt {

@@ -80,7 +80,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
-	if netw, err := networkFor(rec.Network); err == nil {
+	if netw, err := b.networkFor(rec.Network, ""); err == nil {
 		if err := netw.Teardown(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -107,6 +107,8 @@ type GCReport struct {
 	Cgroups, Slots, RuntimeStates []string
 	// Templates lists trashed template trees (and dead builds) deleted.
 	Templates []string
+	// Networks lists sandbox networks (links, firewall tables, helpers) whose sandbox was gone.
+	Networks []string
 }
 
 // GC reclaims what crashed processes left: sandboxes whose owner died (creating, pooled or running
@@ -173,6 +175,11 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 			// Unknown: keep every trashed template until this sandbox is gone.
 			digests["*"] = true
 		}
+	}
+	if ids, err := b.net.Sweep(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		rep.Networks = ids
 	}
 	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
 	if ents, err := os.ReadDir(b.slots.dir); err == nil {
