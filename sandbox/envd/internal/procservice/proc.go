@@ -140,7 +140,7 @@ type drainLimits struct {
 }
 
 // wait waits for the process to exit, then drains its output and publishes the end event.
-func (p *proc) wait(dl drainLimits, onEnd func()) {
+func (p *proc) wait(dl drainLimits, unlist, onEnd func()) {
 	defer onEnd()
 	// Wait for exit without reaping, so that signals sent until exited is set still reach the
 	// right process group.
@@ -187,6 +187,9 @@ func (p *proc) wait(dl drainLimits, onEnd func()) {
 	}
 
 	end := endEvent(p.cmd.ProcessState, waitErr, timedOut, p.timeout)
+	// Unlisted before the end is published: a client that saw the end and asks again must get
+	// not_found, not a second end.
+	unlist()
 	p.mu.Lock()
 	p.end = end
 	p.mu.Unlock()

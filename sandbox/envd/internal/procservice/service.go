@@ -254,6 +254,7 @@ func (s *Service) start(u users.User, msg *process.StartRequest, timeout time.Du
 			delete(s.procs, p.pid)
 		}
 		s.mu.Unlock()
+	}, func() {
 		s.wg.Done()
 		go func() {
 			p.readWG.Wait()
