@@ -137,7 +137,7 @@ func scenarios() []scenario {
 		{Name: "pid namespace: host processes", Class: cEscape, Expected: "host pids invisible",
 			Run: func(ctx context.Context, e *env, s *local.Sandbox) outcome {
 				pid := os.Getpid()
-				out, _ := sh(ctx, s, fmt.Sprintf(`n=$(ls /proc | grep -c '^[0-9]'); if [ -e /proc/%d ] && grep -q security /proc/%d/cmdline 2>/dev/null; then echo ESCAPED; fi; echo "pids=$n"; kill -0 %d 2>&1 || echo DENIED`, pid, pid, pid))
+				out, _ := sh(ctx, s, fmt.Sprintf(`n=$(python3 -c "import os; print(sum(p.isdigit() for p in os.listdir('/proc')))"); if [ -e /proc/%d ] && grep -q security /proc/%d/cmdline 2>/dev/null; then echo ESCAPED; fi; echo "pids=$n"; kill -0 %d 2>&1 || echo DENIED`, pid, pid, pid))
 				n := 0
 				if i := strings.Index(out, "pids="); i >= 0 {
 					fmt.Sscanf(out[i+5:], "%d", &n)
