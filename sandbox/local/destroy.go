@@ -79,7 +79,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
-	if netw, err := networkFor(rec.Network); err == nil {
+	if netw, err := b.networkFor(rec.Network, ""); err == nil {
 		if err := netw.Teardown(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -106,6 +106,8 @@ type GCReport struct {
 	Cgroups, Slots, RuntimeStates []string
 	// Templates lists trashed template trees (and dead builds) deleted.
 	Templates []string
+	// Networks lists sandbox networks (links, firewall tables, helpers) whose sandbox was gone.
+	Networks []string
 }
 
 // GC reclaims what crashed processes left: sandboxes whose owner died (creating, pooled or running
@@ -172,6 +174,11 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 			// Unknown: keep every trashed template until this sandbox is gone.
 			digests["*"] = true
 		}
+	}
+	if ids, err := b.net.Sweep(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		rep.Networks = ids
 	}
 	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
 	rep.Slots = b.slots.sweep()
