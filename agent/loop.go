@@ -183,7 +183,7 @@ func (l *loop) run(ctx context.Context) (*Result, error) {
 // when the model answered without calls, or the task's end.
 func (l *loop) step(ctx, tctx context.Context, step int) ([]provider.ToolCall, bool, *Result, error) {
 	l.emit(Event{Type: EventStepStart, Step: step})
-	req := &provider.Request{Model: l.model.Model, Messages: l.msgs, Tools: l.specs, MaxOutputTokens: l.lim.MaxOutputTokens}
+	req := &provider.Request{Model: l.model.Model, Messages: l.msgs, Tools: l.specs, MaxOutputTokens: l.lim.MaxOutputTokens, Seed: l.task.Seed}
 	hooks := provider.Hooks{
 		OnDelta: func(d provider.Delta) {
 			e := Event{Type: EventDelta, Step: step, Text: d.Content, Reasoning: d.Reasoning}

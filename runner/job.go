@@ -452,6 +452,9 @@ func (t *task) agent(ctx context.Context, deadline time.Time) error {
 			MaxResultBytes: int(s.Limits.MaxOutput),
 		},
 	}
+	seed := cellSeed(t.j.model, s.Name, t.j.epoch)
+	task.Seed = &seed
+	t.res.Seed = &seed
 	t.continueTask(&task)
 	epoch := t.j.epoch
 	obs := func(e agent.Event) {

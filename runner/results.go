@@ -174,6 +174,9 @@ type TaskResult struct {
 	SpecFile   string `json:"spec_file"`
 	SpecDigest string `json:"spec_digest"`
 	Model      string `json:"model"`
+	// Seed is the sampling seed sent with every model call: derived from model, task and epoch,
+	// so a rerun of the same cell asks for the same sampling (endpoints may ignore it).
+	Seed *int64 `json:"seed,omitempty"`
 	// Provider is the endpoint that served the model ("replay" for a replay).
 	Provider string `json:"provider,omitempty"`
 	// Replayed names the transcript played back, for a replay.

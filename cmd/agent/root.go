@@ -44,8 +44,7 @@ Exit codes:
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
 	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd(),
-		newRunCmd(), newDoCmd(), newChatCmd())
-	root.AddCommand(newReportCmd(), newEvalCmd())
+		newRunCmd(), newDoCmd(), newChatCmd(), newReportCmd(), newEvalCmd(), newNetdCmd())
 	return root
 }
 

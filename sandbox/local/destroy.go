@@ -79,7 +79,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
-	if netw, err := networkFor(rec.Network); err == nil {
+	if netw, err := b.networkFor(rec.Network, ""); err == nil {
 		if err := netw.Teardown(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -109,6 +109,8 @@ type GCReport struct {
 	// Snapshots lists snapshots deleted: automatic ones nothing uses, and with
 	// GCOptions.Snapshots those older than GCOptions.OlderThan that nothing uses.
 	Snapshots []string
+	// Networks lists sandbox networks (links, firewall tables, helpers) whose sandbox was gone.
+	Networks []string
 }
 
 // GC reclaims what crashed processes left: sandboxes whose owner died (creating, pooled or running
@@ -187,6 +189,11 @@ func (b *Backend) GCWith(ctx context.Context, o GCOptions) (*GCReport, error) {
 	rep.Snapshots, err = b.gcSnapshots(ctx, o, live)
 	if err != nil {
 		errs = append(errs, err)
+	}
+	if ids, err := b.net.Sweep(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		rep.Networks = ids
 	}
 	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
 	rep.Slots = b.slots.sweep()

@@ -28,6 +28,7 @@ import (
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/envdclient"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
+	"github.com/agentrun/agent/sandbox/local/network"
 	"github.com/agentrun/agent/sandbox/local/ociruntime"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
@@ -145,7 +146,9 @@ type Config struct {
 	PoolTemplate string
 	// SkipGC skips reclaiming leftovers when the backend opens.
 	SkipGC bool
-	Logger *slog.Logger
+	// Network configures the networked modes (address pool, DNS upstreams, run directory).
+	Network network.Config
+	Logger  *slog.Logger
 }
 
 // Backend creates and tracks local sandboxes.
@@ -157,6 +160,7 @@ type Backend struct {
 	cg        *cgroups.Host
 	templates *template.Store
 	slots     slots
+	net       *network.Manager
 	log       *slog.Logger
 
 	mu    sync.Mutex
@@ -262,6 +266,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if b.templates, err = template.NewStore(cfg.TemplateDir, cfg.Templates); err != nil {
 		return nil, err
 	}
+	if b.net, err = networkManager(cfg); err != nil {
+		return nil, err
+	}
 	if !cfg.SkipGC {
 		if _, err := b.GC(ctx); err != nil {
 			b.log.Warn("reclaiming leftovers", "err", err)
@@ -332,7 +339,8 @@ type Options struct {
 	Limits Limits
 	// Env is the sandbox-wide environment of every command.
 	Env map[string]string
-	// Network is the network mode; only "none" (loopback only) exists today.
+	// Network is the network policy in netpolicy form: "none" (default, loopback only),
+	// "internet", or "allow:DOMAIN,*.DOMAIN,CIDR,…" (runner/spec's Network.String()).
 	Network string
 	// From starts the sandbox from a snapshot's files (snapshot.go); unset fields take the
 	// snapshot's template and limits.
