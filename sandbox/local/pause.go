@@ -180,12 +180,17 @@ func (s *Sandbox) Resume(ctx context.Context) error { return s.resume(ctx, 0) }
 
 // resume thaws the sandbox; lifetime > 0 replaces the time that was left.
 func (s *Sandbox) resume(ctx context.Context, lifetime time.Duration) error {
-	id := s.rec.ID
-	op, err := s.b.lockOp(ctx, id)
+	op, err := s.b.lockOp(ctx, s.rec.ID)
 	if err != nil {
 		return err
 	}
 	defer op.Close()
+	return s.resumeLocked(ctx, lifetime)
+}
+
+// resumeLocked is resume with the sandbox's operation lock held.
+func (s *Sandbox) resumeLocked(ctx context.Context, lifetime time.Duration) error {
+	id := s.rec.ID
 	rec, err := readRecord(s.p)
 	if err != nil {
 		return fmt.Errorf("resuming sandbox %s: %w", id, err)
@@ -317,6 +322,12 @@ func (b *Backend) Resume(ctx context.Context, id string, o ResumeOptions) (*Sand
 	if ok {
 		return s, s.resume(ctx, o.Lifetime)
 	}
+	// Under the operation lock, so two processes cannot both take it over.
+	op, err := b.lockOp(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer op.Close()
 	p := b.paths(id)
 	rec, err := readRecord(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -348,7 +359,7 @@ func (b *Backend) Resume(ctx context.Context, id string, o ResumeOptions) (*Sand
 		return nil, fmt.Errorf("taking ownership of sandbox %s: %v", id, err)
 	}
 	s = b.newSandbox(rec, alive)
-	if err := s.resume(ctx, o.Lifetime); err != nil {
+	if err := s.resumeLocked(ctx, o.Lifetime); err != nil {
 		alive.Close()
 		return nil, err
 	}
