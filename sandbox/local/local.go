@@ -101,6 +101,8 @@ type ConnectInfo struct {
 	SocketPath string
 	// Dial connects to it (use as the HTTP transport's DialContext; any host name in URLs works).
 	Dial func(ctx context.Context) (net.Conn, error)
+	// AccessToken is the token envd requires as X-Access-Token (Options.AccessToken), or "".
+	AccessToken string
 }
 
 // Config configures a Backend.
@@ -315,6 +317,10 @@ type Options struct {
 	Env map[string]string
 	// Network is the network mode; only "none" (loopback only) exists today.
 	Network string
+	// AccessToken, when set, is required by the sandbox's envd as X-Access-Token on every request
+	// but /health (and signs /files URLs), as on E2B: for sandboxes whose envd is exposed beyond
+	// this process (agent serve). It is kept in memory only: Get from another process cannot use it.
+	AccessToken string
 }
 
 // Create creates a sandbox and returns once its envd answers. The caller owns it: it is killed when

@@ -35,6 +35,7 @@ type Sandbox struct {
 	killed bool
 	reason error // why the sandbox ended, when it ended by a limit
 	base   cgroups.Stats
+	token  string // envd's access token (Options.AccessToken)
 
 	timings []Timing
 }
@@ -103,7 +104,7 @@ func (s *Sandbox) connect(ctx context.Context) error {
 // ConnectInfo tells an envd client how to reach this sandbox.
 func (s *Sandbox) ConnectInfo() ConnectInfo {
 	sock := s.p.socket()
-	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, Dial: func(ctx context.Context) (net.Conn, error) {
+	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, AccessToken: s.token, Dial: func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "unix", sock)
 		if err != nil {
