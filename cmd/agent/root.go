@@ -43,7 +43,7 @@ Exit codes:
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
-	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd())
+	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd(), newServeCmd())
 	return root
 }
 
