@@ -20,11 +20,11 @@ func newServeCmd() *cobra.Command {
 	lf := &localFlags{}
 	var (
 		listen, domain, defaultTemplate, memory, disk string
-		apiKeys, aliases                               []string
-		maxSandboxes                                   int
-		maxLifetime                                    time.Duration
-		cpus                                           float64
-		pids                                           int64
+		apiKeys, aliases                              []string
+		maxSandboxes                                  int
+		maxLifetime                                   time.Duration
+		cpus                                          float64
+		pids                                          int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
