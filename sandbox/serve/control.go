@@ -315,7 +315,10 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 // metrics answers one sample taken now (E2B answers a series sampled every few seconds); the CPU
 // figure is the average since the previous sample, or since the start.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-	q := r.URL.Query()
+	q, aerr := strictQuery(r)
+	if aerr != nil {
+		return aerr
+	}
 	var start, end int64
 	for name, dst := range map[string]*int64{"start": &start, "end": &end} {
 		if v := q.Get(name); v != "" {
@@ -352,6 +355,15 @@ func (s *Server) metrics(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 		MemUsed: u.MemoryBytes, MemTotal: e.res.MemoryBytes, DiskUsed: u.DiskUsed, DiskTotal: u.DiskTotal,
 	}})
 	return nil
+}
+
+// strictQuery parses the query string, refusing malformed escapes (which URL.Query drops silently).
+func strictQuery(r *http.Request) (url.Values, *apiError) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "malformed query string")
+	}
+	return q, nil
 }
 
 // listFilter selects sandboxes for a list.
@@ -439,7 +451,11 @@ func parseListFilter(q url.Values, withState bool) (listFilter, *apiError) {
 
 // listV1 is the deprecated GET /sandboxes: every running sandbox, no pagination.
 func (s *Server) listV1(w http.ResponseWriter, r *http.Request) *apiError {
-	f, aerr := parseListFilter(r.URL.Query(), false)
+	q, aerr := strictQuery(r)
+	if aerr != nil {
+		return aerr
+	}
+	f, aerr := parseListFilter(q, false)
 	if aerr != nil {
 		return aerr
 	}
@@ -456,7 +472,10 @@ func (s *Server) listV1(w http.ResponseWriter, r *http.Request) *apiError {
 // listV2 is GET /v2/sandboxes: filtered, ordered by start time (newest first unless order=asc),
 // paginated with an opaque X-Next-Token cursor.
 func (s *Server) listV2(w http.ResponseWriter, r *http.Request) *apiError {
-	q := r.URL.Query()
+	q, aerr := strictQuery(r)
+	if aerr != nil {
+		return aerr
+	}
 	f, aerr := parseListFilter(q, true)
 	if aerr != nil {
 		return aerr

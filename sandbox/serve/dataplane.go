@@ -105,7 +105,7 @@ func (s *Server) serveData(w http.ResponseWriter, r *http.Request, t target) {
 		dataError(w, r, http.StatusBadGateway, "unavailable", fmt.Sprintf("The sandbox %s was not found", t.id))
 	case t.port != e2bapi.EnvdPort:
 		dataError(w, r, http.StatusBadGateway, "unavailable",
-			fmt.Sprintf("The sandbox %s is running but port %d is not open (only envd's port %d is served)", t.id, t.port, e2bapi.EnvdPort))
+			fmt.Sprintf("The sandbox %s is running but port is not open: port %d (only envd's port %d is served)", t.id, t.port, e2bapi.EnvdPort))
 	default:
 		t.e.proxy.ServeHTTP(w, r)
 	}
