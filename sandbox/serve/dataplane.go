@@ -107,6 +107,13 @@ func (s *Server) serveData(w http.ResponseWriter, r *http.Request, t target) {
 		dataError(w, r, http.StatusBadGateway, "unavailable",
 			fmt.Sprintf("The sandbox %s is running but port is not open: port %d (only envd's port %d is served)", t.id, t.port, e2bapi.EnvdPort))
 	default:
+		// Envd answers a stream's headers before the proxy has forwarded the whole request body
+		// (the client's end-of-body chunk): without full duplex, HTTP/1's server would close the
+		// request body once the proxy flushes those headers, and the copy to envd would fail
+		// mid-stream.
+		if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+			s.log.Debug("full duplex unavailable", "err", err)
+		}
 		t.e.proxy.ServeHTTP(w, r)
 	}
 }

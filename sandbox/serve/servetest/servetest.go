@@ -97,7 +97,11 @@ func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handl
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	lvl := slog.LevelWarn
+	if os.Getenv("SERVETEST_DEBUG") != "" {
+		lvl = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	b, err := local.New(ctx, local.Config{DataDir: dd, TemplateDir: env.TemplateDir, Binary: env.Binary, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
