@@ -177,7 +177,8 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		_ = s.end(context.WithoutCancel(ctx), e, "its creator disconnected")
 		return nil
 	}
-	s.log.Info("sandbox created", "id", e.id, "template", tpl, "timeout", req.timeout)
+	s.log.Info("sandbox created", "id", e.id, "template", tpl, "timeout", req.timeout, "path", r.URL.Path,
+		"user_agent", truncate(r.Header.Get("User-Agent"), 64))
 	writeJSON(w, http.StatusCreated, s.sandboxBody(e))
 	return nil
 }
@@ -381,7 +382,7 @@ func (f listFilter) match(e *entry) bool {
 	if f.template != "" && f.template != e.templateID && f.template != e.template {
 		return false
 	}
-	if !f.startedAfter.IsZero() && !e.started.After(f.startedAfter) {
+	if !f.startedAfter.IsZero() && e.started.Before(f.startedAfter) {
 		return false
 	}
 	for k, v := range f.metadata {
