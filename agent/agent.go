@@ -137,6 +137,7 @@ type EndError struct {
 	Err error
 }
 
+// Error says why the task ended.
 func (e *EndError) Error() string {
 	if e.Detail == "" {
 		return "task ended: " + string(e.Reason)
@@ -144,4 +145,5 @@ func (e *EndError) Error() string {
 	return fmt.Sprintf("task ended: %s: %s", e.Reason, e.Detail)
 }
 
+// Unwrap returns the underlying error.
 func (e *EndError) Unwrap() error { return e.Err }

@@ -24,6 +24,9 @@ type accumulator struct {
 	id, model string
 }
 
+// MaxToolCalls bounds the tool calls kept from one answer; a model asking for more loses the rest.
+const MaxToolCalls = 256
+
 type callAcc struct {
 	id, name string
 	args     strings.Builder
@@ -87,6 +90,9 @@ func (a *accumulator) addCall(tc *openai.ChatCompletionChunkChoiceDeltaToolCall,
 	idx := tc.Index
 	cur := a.byIndex[idx]
 	if cur == nil || (tc.ID != "" && cur.id != "" && tc.ID != cur.id) {
+		if len(a.calls) >= MaxToolCalls {
+			return
+		}
 		cur = &callAcc{}
 		a.byIndex[idx] = cur
 		a.calls = append(a.calls, cur)

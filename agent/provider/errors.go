@@ -46,6 +46,7 @@ type Error struct {
 	Err error
 }
 
+// Error describes the failure for logs and transcripts.
 func (e *Error) Error() string {
 	s := "model call failed: " + string(e.Kind)
 	if e.Status != 0 {
@@ -62,6 +63,7 @@ func (e *Error) Error() string {
 	return s
 }
 
+// Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
 
 // Retryable reports whether another attempt may succeed.

@@ -21,7 +21,8 @@ import (
 
 // Config configures an OpenAI-compatible provider. Zero fields take the defaults.
 type Config struct {
-	// Preset names a built-in endpoint (novita, openai, ollama); empty or "custom" needs BaseURL.
+	// Preset names a built-in endpoint (novita, openai, ollama). Empty, "custom" or any other name
+	// needs BaseURL; the name is then only what transcripts call the endpoint.
 	Preset string
 	// BaseURL overrides the preset's base URL.
 	BaseURL string
@@ -90,10 +91,15 @@ func New(cfg Config) (*OpenAI, error) {
 	var preset Preset
 	if name != Custom {
 		p, ok := LookupPreset(name)
-		if !ok {
-			return nil, fmt.Errorf("unknown provider %q (known: novita, openai, ollama, or a base URL)", name)
+		switch {
+		case ok:
+			preset = p
+		case cfg.BaseURL != "":
+			// A name of the user's own for an endpoint given by its base URL.
+			preset = Preset{Name: name}
+		default:
+			return nil, fmt.Errorf("unknown provider %q (known: novita, openai, ollama; any other name needs a base URL)", name)
 		}
-		preset = p
 	}
 	base := preset.BaseURL
 	if preset.BaseURLEnv != "" {
@@ -318,7 +324,10 @@ func (p *OpenAI) fromCompletion(c *openai.ChatCompletion) (*Response, error) {
 		ID:           c.ID,
 		Usage:        usageOf(c.Usage),
 	}
-	for _, tc := range m.ToolCalls {
+	for i, tc := range m.ToolCalls {
+		if i == MaxToolCalls {
+			break
+		}
 		args, over := tc.Function.Arguments, false
 		if len(args) > p.maxArgs {
 			args, over = args[:p.maxArgs], true

@@ -298,7 +298,9 @@ func TestFailFast(t *testing.T) {
 
 func TestWatchdog(t *testing.T) {
 	short := func(c *Config) {
-		c.Timeouts = Timeouts{Connect: 2 * time.Second, FirstByte: 300 * time.Millisecond, Idle: 300 * time.Millisecond, Total: 30 * time.Second}
+		// Short enough to keep the test quick, long enough that a loaded machine does not time out
+		// the answers that do come (which would only add retries: the assertions allow them).
+		c.Timeouts = Timeouts{Connect: 5 * time.Second, FirstByte: time.Second, Idle: time.Second, Total: time.Minute}
 	}
 	for _, hang := range []string{"headers", "body"} {
 		for _, noStream := range []bool{false, true} {
@@ -310,7 +312,7 @@ func TestWatchdog(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if resp.Attempts != 2 || !IsKind(resp.Retries[0].Err, KindTimeout) {
+				if resp.Attempts < 2 || !IsKind(resp.Retries[0].Err, KindTimeout) {
 					t.Fatalf("resp = %+v", resp)
 				}
 				if !strings.Contains(resp.Retries[0].Err.Error(), "watchdog") {
@@ -320,9 +322,9 @@ func TestWatchdog(t *testing.T) {
 		}
 	}
 	t.Run("always hangs", func(t *testing.T) {
-		fails := []llmtest.Failure{{Hang: "body"}, {Hang: "body"}, {Hang: "body"}, {Hang: "body"}}
+		fails := []llmtest.Failure{{Hang: "body"}, {Hang: "body"}}
 		srv := llmtest.Start(t, &llmtest.Scenario{Name: "m", Turns: []llmtest.Turn{{Content: "x", Failures: fails}}})
-		p, _ := newTestProvider(t, srv, short)
+		p, _ := newTestProvider(t, srv, func(c *Config) { short(c); c.Retry.MaxAttempts = 2 })
 		_, err := p.Complete(context.Background(), request("m"), Hooks{})
 		if !IsKind(err, KindTimeout) || !strings.Contains(err.Error(), "stream idle") {
 			t.Fatalf("err = %v", err)

@@ -66,7 +66,10 @@ func TestNewPresets(t *testing.T) {
 		t.Error("ftp base URL accepted")
 	}
 	if _, err := New(Config{Preset: "nope", Getenv: env(nil)}); err == nil {
-		t.Error("unknown preset accepted")
+		t.Error("unknown preset accepted without a base URL")
+	}
+	if p, err := New(Config{Preset: "vllm-lab", BaseURL: "http://127.0.0.1:8000/v1", Getenv: env(nil)}); err != nil || p.Info().Name != "vllm-lab" {
+		t.Errorf("named custom endpoint: %v %v", p, err)
 	}
 	if p, ok := LookupPreset("novita"); !ok || len(p.Models) != 5 {
 		t.Errorf("novita models = %v", p.Models)

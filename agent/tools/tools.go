@@ -239,6 +239,10 @@ func (s *Set) resolve(p string) (string, error) {
 	if len(p) > 4096 {
 		return "", fmt.Errorf("the path is too long (%d bytes)", len(p))
 	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		// The sandbox resolves ~ to the user's home.
+		return p, nil
+	}
 	if !path.IsAbs(p) && s.cfg.Workdir != "" {
 		p = path.Join(s.cfg.Workdir, p)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentrun/agent/sandbox/envd"
+	"github.com/agentrun/agent/sandbox/envd/initproc"
 )
 
 func envdVersion() string { return envd.Version }
@@ -47,26 +48,28 @@ operations are confined to --root.`,
 				}
 				env[k] = v
 			}
-			var ln net.Listener
-			var err error
-			switch {
-			case listenFD > 0 && listen != "":
-				return usageError("--listen and --listen-fd exclude each other")
-			case listenFD > 0:
-				f := os.NewFile(uintptr(listenFD), "envd-listener")
-				ln, err = net.FileListener(f)
-				f.Close()
+			if fd, ok := initproc.ChildListenFD(); ok {
+				// The server child of envd as PID 1: serve the socket init holds, whatever the
+				// command line says.
+				listen, listenFD = "", fd
+				initproc.ForwardedToChild(cmd.Context(), slog.Default())
+			}
+			ln, err := openListener(listen, listenFD)
+			if err != nil {
+				return err
+			}
+			if initproc.IsInit() {
+				// PID 1: hand the socket to a server child and do init's duties.
+				f, err := initproc.ListenerFile(ln)
+				ln.Close()
 				if err != nil {
-					return usageError("--listen-fd %d is not a listening socket: %v", listenFD, err)
+					return err
 				}
-			default:
-				if listen == "" {
-					listen = "127.0.0.1:49983"
+				defer f.Close()
+				if code := initproc.Run(cmd.Context(), initproc.Config{Listener: f, Logger: slog.Default()}); code != 0 {
+					return &exitError{code: code}
 				}
-				ln, err = net.Listen("tcp", listen)
-				if err != nil {
-					return fmt.Errorf("listen on %s: %w", listen, err)
-				}
+				return nil
 			}
 			token := ""
 			if tokenEnv != "" {
@@ -95,4 +98,29 @@ operations are confined to --root.`,
 	f.Int64Var(&maxUpload, "max-upload-bytes", envd.DefaultMaxUploadBytes, "largest POST /files body")
 	f.Int64Var(&maxRequest, "max-request-bytes", envd.DefaultMaxRequestBytes, "largest RPC message")
 	return cmd
+}
+
+// openListener opens the socket envd serves: an inherited descriptor or a TCP address.
+func openListener(listen string, listenFD int) (net.Listener, error) {
+	switch {
+	case listenFD > 0 && listen != "":
+		return nil, usageError("--listen and --listen-fd exclude each other")
+	case listenFD > 0:
+		f := os.NewFile(uintptr(listenFD), "envd-listener")
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, usageError("--listen-fd %d is not a listening socket: %v", listenFD, err)
+		}
+		return ln, nil
+	default:
+		if listen == "" {
+			listen = "127.0.0.1:49983"
+		}
+		ln, err := net.Listen("tcp", listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", listen, err)
+		}
+		return ln, nil
+	}
 }

@@ -201,6 +201,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, sc *Scenario, t 
 			}
 		}
 	}
+	markAnswered(r)
 	fmt.Fprint(w, "data: [DONE]\n\n")
 	if fl != nil {
 		fl.Flush()

@@ -192,3 +192,17 @@ func TestTemplates(t *testing.T) {
 		t.Error("bad template regexp accepted")
 	}
 }
+
+func TestNewServerAtRefusesNonLoopback(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", "10.0.0.1:0", ":0", "example.com:0"} {
+		if s, err := NewServerAt(addr); err == nil {
+			s.Close()
+			t.Errorf("served on %s", addr)
+		}
+	}
+	s, err := NewServerAt("[::1]:0", &Scenario{Name: "m"})
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	s.Close()
+}

@@ -26,6 +26,8 @@ type Server struct {
 	once    sync.Once
 	done    chan struct{}
 
+	handlers sync.WaitGroup
+
 	mu         sync.Mutex
 	scenarios  map[string]*Scenario
 	requests   []Request
@@ -34,6 +36,7 @@ type Server struct {
 	seq        int
 	active     int
 	peak       int
+	closed     bool
 }
 
 // Request is a recorded request.
@@ -108,6 +111,19 @@ type wireRequest struct {
 
 // NewServer starts a server for the scenarios on an ephemeral loopback port.
 func NewServer(scenarios ...*Scenario) (*Server, error) {
+	return NewServerAt("127.0.0.1:0", scenarios...)
+}
+
+// NewServerAt starts a server on a loopback address (127.0.0.0/8 or ::1): a scripted model is
+// never served to other machines.
+func NewServerAt(addr string, scenarios ...*Scenario) (*Server, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("listen address %q is not a loopback address", addr)
+	}
 	s := &Server{
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
@@ -119,7 +135,7 @@ func NewServer(scenarios ...*Scenario) (*Server, error) {
 			return nil, err
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening: %w", err)
 	}
@@ -165,13 +181,15 @@ func (s *Server) URL() string { return "http://" + s.ln.Addr().String() + "/v1" 
 // Close stops the server, ending any hang in progress.
 func (s *Server) Close() {
 	s.once.Do(func() {
+		// Unblock hangs and latencies, drop every connection (an idle keep-alive one would hold a
+		// graceful shutdown for seconds), then wait for the handlers to return.
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		close(s.closing)
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.srv.Shutdown(ctx); err != nil {
-			_ = s.srv.Close()
-		}
+		_ = s.srv.Close()
 		<-s.done
+		s.handlers.Wait()
 	})
 }
 
@@ -208,14 +226,25 @@ func (s *Server) PeakConcurrency() int {
 
 func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		http.Error(w, "server closing", http.StatusServiceUnavailable)
+		return
+	}
+	s.handlers.Add(1)
+	defer s.handlers.Done()
 	s.active++
 	s.peak = max(s.peak, s.active)
 	s.mu.Unlock()
-	defer func() {
+	// A request stops counting just before its answer's last bytes are written: a client may send
+	// its next request as soon as it has read them, before this handler returns.
+	answered := sync.OnceFunc(func() {
 		s.mu.Lock()
 		s.active--
 		s.mu.Unlock()
-	}()
+	})
+	defer answered()
+	r = r.WithContext(context.WithValue(r.Context(), answeredKey{}, answered))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxRequestBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, "request too large", "")
@@ -302,7 +331,17 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		s.stream(w, r, sc, turn, a, id, wr.Model, rec.IncludeUsage)
 		return
 	}
+	answered()
 	writeJSON(w, http.StatusOK, a.completion(id, wr.Model))
+}
+
+type answeredKey struct{}
+
+// markAnswered stops counting r as in progress (see PeakConcurrency).
+func markAnswered(r *http.Request) {
+	if f, ok := r.Context().Value(answeredKey{}).(func()); ok {
+		f()
+	}
 }
 
 // turn returns the turn for a step; done is set when the script has run out and the server answers
@@ -394,6 +433,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, f *Failure, stream
 		}
 		return
 	}
+	markAnswered(r)
 	if f.RetryAfter != "" {
 		w.Header().Set("Retry-After", f.RetryAfter)
 	}

@@ -59,6 +59,11 @@ func (d *decoder) errorAt(p Pos, format string, args ...any) {
 	if p := d.pathString(); p != "" {
 		msg = p + ": " + msg
 	}
+	for _, e := range d.errs {
+		if e.Pos == p && e.Msg == msg {
+			return // found again by a validator looking at the same node
+		}
+	}
 	d.errs = append(d.errs, &Error{File: d.file, Pos: p, Msg: msg})
 }
 
@@ -107,14 +112,17 @@ func (d *decoder) budget(n *yaml.Node) bool {
 	return d.visits < maxNodeVisits
 }
 
-// parseDocument parses src as exactly one YAML document and returns its root node. Syntax errors
-// carry the line yaml.v3 reports; yaml.v3 does not report a column for them.
-func (d *decoder) parseDocument(src []byte) *yaml.Node {
+// parseDocument parses src as exactly one YAML document and returns its root node, or nil. An
+// empty document is an error unless emptyOK. Syntax errors carry the line yaml.v3 reports;
+// yaml.v3 does not report a column for them.
+func (d *decoder) parseDocument(src []byte, emptyOK bool) *yaml.Node {
 	dec := yaml.NewDecoder(bytes.NewReader(src))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			d.errorAt(Pos{Line: 1, Column: 1}, "empty file: a spec needs at least a prompt")
+			if !emptyOK {
+				d.errorAt(Pos{Line: 1, Column: 1}, "empty file: a spec needs at least a prompt")
+			}
 			return nil
 		}
 		d.syntaxError(err, src)
@@ -134,12 +142,16 @@ func (d *decoder) parseDocument(src []byte) *yaml.Node {
 		return nil
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		d.errorAt(Pos{Line: 1, Column: 1}, "empty file: a spec needs at least a prompt")
+		if !emptyOK {
+			d.errorAt(Pos{Line: 1, Column: 1}, "empty file: a spec needs at least a prompt")
+		}
 		return nil
 	}
 	root := d.deref(doc.Content[0])
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		d.errorf(root, "empty document: a spec needs at least a prompt")
+		if !emptyOK {
+			d.errorf(root, "empty document: a spec needs at least a prompt")
+		}
 		return nil
 	}
 	return root

@@ -41,6 +41,7 @@ type canonicalFile struct {
 // canonicalCheck is a Check without its position.
 type canonicalCheck Check
 
+// MarshalJSON leaves the position out.
 func (c canonicalCheck) MarshalJSON() ([]byte, error) {
 	c.Pos = Pos{}
 	type plain canonicalCheck

@@ -14,7 +14,7 @@ import (
 	"github.com/bmatcuk/doublestar/v4"
 )
 
-// ConfigNames are the names of the defaults file; discovery never takes them for specs.
+// configNames are the names of the defaults file; discovery never takes them for specs.
 var configNames = []string{"agent.yaml", "agent.yml"}
 
 // maxCandidates bounds the spec files one run may discover.

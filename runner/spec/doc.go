@@ -13,6 +13,7 @@
 //
 // Load ties it together for a run: Discover expands arguments (files, globs, directories) into
 // spec files, agent.yaml is found and parsed, every spec is resolved, duplicate names are refused
-// and a Selector picks tasks by name and tag. SpecSchema and ConfigSchema generate the JSON
-// Schemas in tasks/ from the same Go types. The format is documented in docs/SPECS.md.
+// and a Selector picks tasks by name and tag. Check.GradeRun and Check.GradeFile grade what the
+// runner observed. FormatSpec writes a spec back as YAML. SpecSchema and ConfigSchema generate the
+// JSON Schemas in tasks/ from the same Go types. The format is documented in docs/SPECS.md.
 package spec

@@ -190,6 +190,13 @@ func TestSpecErrorsMany(t *testing.T) {
 	}
 }
 
+func TestBadTopLevelMergeReportedOnce(t *testing.T) {
+	_, err := ParseSpec("m.yaml", []byte("<<: 5\nprompt: x\ntags: [a]\nfiles: []\n"))
+	if list := asErrorList(err); len(list) != 1 || list[0].Pos != (Pos{1, 5}) {
+		t.Fatalf("want one error at 1:5, got %v", err)
+	}
+}
+
 func TestDerivedNameInvalid(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "My Task.yaml")
@@ -284,6 +291,17 @@ func TestConfigErrors(t *testing.T) {
 		_, err := ParseConfig("agent.yaml", []byte(tc.yaml))
 		errAt(t, err, "agent.yaml", tc.line, tc.col, tc.msg)
 	}
+}
+
+func TestEmptyConfig(t *testing.T) {
+	for _, src := range []string{"", "# only comments\n", "---\n", "~\n"} {
+		c, err := ParseConfig("agent.yaml", []byte(src))
+		if err != nil || c == nil || c.Model != nil {
+			t.Errorf("%q: %+v %v", src, c, err)
+		}
+	}
+	_, err := ParseConfig("agent.yaml", []byte("- a\n"))
+	errAt(t, err, "agent.yaml", 1, 1, "want a mapping of settings")
 }
 
 func TestAliasBombIsBounded(t *testing.T) {

@@ -53,7 +53,7 @@ func (o *Options) readLimits() ReadLimits {
 func ParseSpec(file string, src []byte) (*SpecFile, error) {
 	d := &decoder{file: file}
 	var sf SpecFile
-	if root := d.parseDocument(src); root != nil {
+	if root := d.parseDocument(src, false); root != nil {
 		if root.Kind != yaml.MappingNode {
 			d.typeError(root, "a mapping of spec fields (prompt, files, checks, …)")
 		} else {
@@ -66,11 +66,12 @@ func ParseSpec(file string, src []byte) (*SpecFile, error) {
 	return &sf, nil
 }
 
-// ParseConfig decodes an agent.yaml file strictly.
+// ParseConfig decodes an agent.yaml file strictly. An empty file (or one of comments only) is an
+// empty Config.
 func ParseConfig(file string, src []byte) (*Config, error) {
 	d := &decoder{file: file}
 	var c Config
-	if root := d.parseDocument(src); root != nil {
+	if root := d.parseDocument(src, true); root != nil {
 		if root.Kind != yaml.MappingNode {
 			d.typeError(root, "a mapping of settings (model, limits, …)")
 		} else {

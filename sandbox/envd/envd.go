@@ -275,6 +275,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	// Open streams end only when their processes and watches do: end them at shutdown so clients
+	// get their end events now instead of after the grace period.
+	srv.RegisterOnShutdown(func() { _ = s.proc.Close(); _ = s.fs.Close() })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -11,6 +11,7 @@ package envdclient
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -322,4 +323,31 @@ func (c *Client) health(ctx context.Context) error {
 		return nil
 	}
 	return httpStatusError(resp.StatusCode, nil)
+}
+
+// maxEnvsResponse bounds the answer of GET /envs.
+const maxEnvsResponse = 4 << 20
+
+// Envs returns the sandbox-wide environment envd gives every process (GET /envs).
+func (c *Client) Envs(ctx context.Context) (map[string]string, error) {
+	const op = "read sandbox environment"
+	uctx, cancel := c.unaryCtx(ctx)
+	defer cancel()
+	req, err := c.newRequest(uctx, http.MethodGet, "/envs", nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, c.transportError(ctx, op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, c.responseError(op, resp)
+	}
+	env := map[string]string{}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxEnvsResponse)).Decode(&env); err != nil {
+		return nil, fmt.Errorf("%s: unexpected answer from envd: %w", op, err)
+	}
+	return env, nil
 }

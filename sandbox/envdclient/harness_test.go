@@ -40,8 +40,9 @@ func TestMain(m *testing.M) {
 
 // envdOpts configures a test envd.
 type envdOpts struct {
-	token string // access token, when set
-	unix  bool   // listen on a unix socket instead of TCP
+	token string   // access token, when set
+	unix  bool     // listen on a unix socket instead of TCP
+	env   []string // sandbox-wide KEY=VALUE
 }
 
 // testEnvd is a standalone `agent envd` serving a temporary world.
@@ -153,6 +154,9 @@ func startEnvd(t testing.TB, o envdOpts) *testEnvd {
 	if o.token != "" {
 		args = append(args, "--access-token-env", "ENVD_TEST_TOKEN")
 		env = append(env, "ENVD_TEST_TOKEN="+o.token)
+	}
+	for _, kv := range o.env {
+		args = append(args, "--env", kv)
 	}
 	e.cmd = exec.Command(agentBin, args...)
 	e.cmd.Env = env

@@ -1,9 +1,13 @@
 package envdclient
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
+	"io"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -468,5 +472,72 @@ func TestConnectionReuse(t *testing.T) {
 	// call may start while the previous stream still reads its final frame).
 	if n := dials.Load(); n > 5 {
 		t.Fatalf("%d connections for 40 sequential calls", n)
+	}
+}
+
+func TestSandboxEnv(t *testing.T) {
+	e := startEnvd(t, envdOpts{env: []string{"SANDBOX_WIDE=yes", "SHADOWED=sandbox"}})
+	c := e.client(t, nil)
+	ctx := ctxT(t, time.Minute)
+	env, err := c.Envs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env["SANDBOX_WIDE"] != "yes" {
+		t.Fatalf("Envs = %v", env)
+	}
+	// Processes get the sandbox's env; the request's wins.
+	res, err := c.Run(ctx, sandbox.Cmd{Shell: `echo "$SANDBOX_WIDE $SHADOWED"`, Env: map[string]string{"SHADOWED": "request"}})
+	if err != nil || string(res.Stdout) != "yes request\n" {
+		t.Fatalf("env in a process: %q, %v", res.Stdout, err)
+	}
+}
+
+func TestStdinStream(t *testing.T) {
+	e := startEnvd(t, envdOpts{})
+	c := e.client(t, nil)
+	ctx := ctxT(t, 2*time.Minute)
+	p, err := c.Start(ctx, sandbox.Cmd{Shell: "cat > in.bin; echo stored", Stdin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killPIDOnCleanup(t, p.PID())
+	w, err := c.StdinStream(ctx, p.PID(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 10 << 20
+	want := sha256.New()
+	if n, err := io.Copy(w, io.TeeReader(newPatternReader(9, size), want)); err != nil || n != size {
+		t.Fatalf("streamed %d bytes: %v", n, err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("late")); err == nil {
+		t.Fatal("write after Close succeeded")
+	}
+	if err := p.CloseStdin(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Wait(ctx)
+	if err != nil || string(res.Stdout) != "stored\n" {
+		t.Fatalf("result %q, %v", res.Stdout, err)
+	}
+	got, err := os.ReadFile(e.hostPath("home/user/in.bin"))
+	if err != nil || len(got) != size {
+		t.Fatalf("stored %d bytes, %v", len(got), err)
+	}
+	if sum := sha256.Sum256(got); !bytes.Equal(sum[:], want.Sum(nil)) {
+		t.Fatal("stored input differs from what was streamed")
+	}
+	// A stream to a process that is not there fails, with envd's reason.
+	w, err = c.StdinStream(ctx, p.PID(), false)
+	if err == nil {
+		_, werr := w.Write([]byte("x"))
+		err = errors.Join(werr, w.Close())
+	}
+	if !errors.Is(err, sandbox.ErrNotFound) {
+		t.Fatalf("stream to an ended process: %v, want ErrNotFound", err)
 	}
 }

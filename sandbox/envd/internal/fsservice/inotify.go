@@ -77,6 +77,9 @@ func newInotifyWatch(root *fsroot.Root, base string, recursive, allowNetwork boo
 		return nil, fmt.Errorf("%w: cannot watch %s: it is on a network filesystem", fs.ErrInvalid, base)
 	}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err == unix.EMFILE {
+		return nil, fmt.Errorf("inotify_init1: per-user instance limit reached (sysctl fs.inotify.max_user_instances): %w", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
@@ -120,6 +123,9 @@ func (w *inotifyWatch) add(rel string) error {
 	if err == unix.ENOENT && w.root.Dir() == "/" {
 		// No /proc: as PID 1 the root is "/", so the world path is the real path and cannot escape.
 		wd, err = unix.InotifyAddWatch(int(w.file.Fd()), world, watchMask|unix.IN_DONT_FOLLOW)
+	}
+	if err == unix.ENOSPC {
+		return fmt.Errorf("watch %s: inotify watch limit reached (sysctl fs.inotify.max_user_watches): %w", world, err)
 	}
 	if err != nil {
 		return &fs.PathError{Op: "watch", Path: world, Err: err}
@@ -286,8 +292,8 @@ func (w *inotifyWatch) parse(buf []byte) ([]fsEvent, error) {
 		case mask&(unix.IN_CREATE|unix.IN_MOVED_TO) != 0:
 			var found []string
 			if _, err := w.addTree(rel, &found); err != nil {
-				if errors.Is(err, errTooManyWatches) {
-					return out, err
+				if errors.Is(err, errTooManyWatches) || errors.Is(err, unix.ENOSPC) || errors.Is(err, fsroot.ErrTooMany) {
+					return out, err // the watch could no longer be complete
 				}
 				w.log.Debug("watching new directory", "path", path.Join(w.base, rel), "err", err)
 			}

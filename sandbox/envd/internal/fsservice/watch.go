@@ -69,12 +69,17 @@ func (s *Service) startWatch(ctx context.Context, p string, recursive, allowNetw
 	w, err = newInotifyWatch(s.cfg.Root, world, recursive, allowNetwork, s.cfg.MaxWatchesPerWatch, s.log)
 	if err != nil {
 		release()
-		if errors.Is(err, errTooManyWatches) {
-			return nil, "", nil, connect.NewError(connect.CodeResourceExhausted, err)
-		}
-		return nil, "", nil, toConnect(err)
+		return nil, "", nil, connect.NewError(watchErrCode(err), err)
 	}
 	return w, world, release, nil
+}
+
+// watchErrCode is the Connect code of an error that ended a watch.
+func watchErrCode(err error) connect.Code {
+	if errors.Is(err, errOverflow) || errors.Is(err, errTooManyWatches) {
+		return connect.CodeResourceExhausted
+	}
+	return codeOf(err)
 }
 
 // event builds the FilesystemEvent of e, with the entry when asked and meaningful.
@@ -131,7 +136,8 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[filesystem.
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			// As envd: a Connect-Timeout-Ms deadline ends the stream with deadline_exceeded.
+			return ctx.Err()
 		case <-keepalive.C:
 			if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Keepalive{Keepalive: &filesystem.WatchDirResponse_KeepAlive{}}}); err != nil {
 				return err
@@ -141,14 +147,11 @@ func (s *Service) WatchDir(ctx context.Context, req *connect.Request[filesystem.
 				err := <-runErr
 				if err == nil {
 					if ctx.Err() != nil {
-						return nil
+						return ctx.Err()
 					}
 					return errf(connect.CodeUnavailable, "watcher closed")
 				}
-				if errors.Is(err, errOverflow) || errors.Is(err, errTooManyWatches) {
-					return connect.NewError(connect.CodeResourceExhausted, err)
-				}
-				return connect.NewError(connect.CodeInternal, err)
+				return connect.NewError(watchErrCode(err), err)
 			}
 			ev := s.event(e, base, req.Msg.GetIncludeEntry(), ents)
 			if err := stream.Send(&filesystem.WatchDirResponse{Event: &filesystem.WatchDirResponse_Filesystem{Filesystem: ev}}); err != nil {
@@ -269,13 +272,9 @@ func (s *Service) CreateWatcher(ctx context.Context, req *connect.Request[filesy
 			return true
 		})
 		if err != nil {
-			code := connect.CodeInternal
-			if errors.Is(err, errOverflow) || errors.Is(err, errTooManyWatches) {
-				code = connect.CodeResourceExhausted
-			}
 			log.Warn("watcher stopped", "err", err)
 			p.mu.Lock()
-			p.err = connect.NewError(code, err)
+			p.err = connect.NewError(watchErrCode(err), err)
 			p.mu.Unlock()
 		}
 	}()

@@ -1,8 +1,14 @@
 package fsservice_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -365,5 +371,85 @@ func TestWatchersReleaseResources(t *testing.T) {
 			t.Fatalf("descriptors %d → %d, goroutines %d → %d", fds, f, goroutines, g)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestWatchDirWireDeadline speaks the Connect streaming protocol by hand, as the SDKs' JSON
+// transports do: an enveloped request, application/connect+json frames back, `start` first, and a
+// Connect-Timeout-Ms deadline (the JS SDK's timeoutMs) ending the stream with an end-stream frame
+// carrying deadline_exceeded, as envd does.
+func TestWatchDirWireDeadline(t *testing.T) {
+	e := newEnv(t)
+	msg := []byte(`{"path":"/tmp"}`)
+	frame := append([]byte{0, 0, 0, 0, byte(len(msg))}, msg...)
+	req, err := http.NewRequestWithContext(ctx(t), http.MethodPost, e.base+"/filesystem.Filesystem/WatchDir", bytes.NewReader(frame))
+	must(t, err)
+	req.Header.Set("Content-Type", "application/connect+json")
+	req.Header.Set("Connect-Protocol-Version", "1")
+	req.Header.Set("Connect-Timeout-Ms", "300")
+	res, err := http.DefaultClient.Do(req)
+	must(t, err)
+	defer res.Body.Close()
+	if res.StatusCode != 200 || res.Header.Get("Content-Type") != "application/connect+json" {
+		t.Fatalf("status %d, Content-Type %q", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	var frames []string
+	var end []byte
+	for end == nil {
+		var hdr [5]byte
+		if _, err := io.ReadFull(res.Body, hdr[:]); err != nil {
+			t.Fatalf("after %v: %v", frames, err)
+		}
+		body := make([]byte, binary.BigEndian.Uint32(hdr[1:]))
+		if _, err := io.ReadFull(res.Body, body); err != nil {
+			t.Fatal(err)
+		}
+		if hdr[0]&0x02 != 0 {
+			end = body
+		} else {
+			frames = append(frames, string(body))
+		}
+	}
+	if len(frames) == 0 || frames[0] != `{"start":{}}` {
+		t.Errorf("frames %v, want start first", frames)
+	}
+	var es struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	must(t, json.Unmarshal(end, &es))
+	if es.Error.Code != "deadline_exceeded" {
+		t.Errorf("end-stream %s, want deadline_exceeded", end)
+	}
+}
+
+// TestRecursiveWatchLimit: a recursive watch that would need more directories than allowed is
+// refused, and one that grows beyond the limit ends instead of silently missing directories.
+func TestRecursiveWatchLimit(t *testing.T) {
+	w := envdtest.NewWorld(t)
+	for _, d := range []string{"big/a", "big/b", "big/c", "small/a"} {
+		must(t, os.MkdirAll(filepath.Join(w, d), 0o755))
+	}
+	client := startService(t, w, func(c *fsservice.Config) { c.MaxWatchesPerWatch = 3 })
+	_, err := client.CreateWatcher(ctx(t), connect.NewRequest(&filesystem.CreateWatcherRequest{Path: "/big", Recursive: true}))
+	wantCode(t, err, connect.CodeResourceExhausted)
+
+	ch := watch(t, client, connect.NewRequest(&filesystem.WatchDirRequest{Path: "/small", Recursive: true}))
+	must(t, os.Mkdir(filepath.Join(w, "small/b"), 0o755)) // the third watch: fine
+	until(t, ch, ev{"b", create})
+	must(t, os.Mkdir(filepath.Join(w, "small/c"), 0o755)) // the fourth: over the limit
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case it, ok := <-ch:
+			if !ok {
+				t.Fatal("stream closed without an error")
+			}
+			if it.err != nil {
+				wantCode(t, it.err, connect.CodeResourceExhausted)
+				return
+			}
+		case <-deadline:
+			t.Fatal("watch kept running past its limit")
+		}
 	}
 }

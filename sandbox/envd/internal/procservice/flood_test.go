@@ -17,6 +17,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/agentrun/agent/sandbox/envd"
+	"github.com/agentrun/agent/sandbox/envd/internal/procservice"
 	"github.com/agentrun/agent/sandbox/envd/spec/process"
 )
 
@@ -196,4 +197,79 @@ func TestDetachedFlood(t *testing.T) {
 	if o := rc.all(); o.end.GetStatus() != "signal: killed" {
 		t.Errorf("end %v", o.end)
 	}
+}
+
+// Output a process wrote before exiting reaches a stream that stalls for longer than the drain
+// limits: those limits are for background children's output, not for back-pressure.
+func TestSlowReaderGetsTheTailAfterExit(t *testing.T) {
+	// The system's python (the world's user cannot reach root's own installs).
+	const python = "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Skip("needs /usr/bin/python3 to enlarge its stdout pipe")
+	}
+	// The smallest buffer (one chunk) cannot hold what is left in the pipe at exit.
+	w := newServiceWorld(t, procservice.Config{MaxBufferedOutput: 1, DrainIdle: 50 * time.Millisecond, DrainMax: 100 * time.Millisecond}, true)
+	ctx := ctxT(t, 2*time.Minute)
+	const total = 300000
+	// A 1 MiB pipe takes all the output at once: the process exits with most of it unread.
+	script := fmt.Sprintf("import fcntl, sys\nfcntl.fcntl(1, 1031, 1 << 20)\nsys.stdout.buffer.write(b'x' * %d)\n", total)
+	s, err := w.proto.Start(ctx, connect.NewRequest(withStdin(&process.StartRequest{
+		Process: &process.ProcessConfig{Cmd: python, Args: []string{"-c", script}},
+	}, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := readStart(t, s)
+	// Read nothing until the process has exited and been reaped, and for ten times DrainMax more.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", rd.out.pid)); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("process did not exit")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	o := rd.all()
+	if o.stdout.Len() != total || o.end.GetExitCode() != 0 {
+		t.Fatalf("received %d of %d bytes, end %v", o.stdout.Len(), total, o.end)
+	}
+}
+
+// Close does not hang on output owed to a stream that never reads.
+func TestCloseWithStuckReader(t *testing.T) {
+	w := newServiceWorld(t, procservice.Config{MaxBufferedOutput: 1, CloseWait: 200 * time.Millisecond}, true)
+	ctx := ctxT(t, time.Minute)
+	s, err := w.proto.Start(ctx, connect.NewRequest(withStdin(&process.StartRequest{
+		Process: &process.ProcessConfig{Cmd: "head", Args: []string{"-c", strconv.Itoa(64 * mib), "/dev/zero"}},
+	}, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rd := readStart(t, s) // and read nothing more: the process blocks on its output
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// Blocked once every buffer is full: its output stops growing.
+		a := wchar(t, rd.out.pid)
+		time.Sleep(100 * time.Millisecond)
+		if b := wchar(t, rd.out.pid); a > 0 && a == b {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("process never blocked")
+		}
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- w.svc.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close hung")
+	}
+	waitGone(t, int(rd.out.pid), 10*time.Second)
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +21,9 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/agentrun/agent/sandbox/envd"
+	"github.com/agentrun/agent/sandbox/envd/internal/fsroot"
+	"github.com/agentrun/agent/sandbox/envd/internal/procservice"
+	"github.com/agentrun/agent/sandbox/envd/internal/users"
 	"github.com/agentrun/agent/sandbox/envd/spec/process"
 	"github.com/agentrun/agent/sandbox/envd/spec/process/processconnect"
 )
@@ -31,6 +35,7 @@ type world struct {
 	dir    string
 	url    string
 	srv    *envd.Server
+	svc    *procservice.Service         // set by newServiceWorld
 	client processconnect.ProcessClient // JSON codec, as the SDKs use
 	proto  processconnect.ProcessClient // binary codec
 	http   *http.Client
@@ -42,6 +47,110 @@ type world struct {
 type worldOpt func(*envd.Config)
 
 func newWorld(t *testing.T, opts ...worldOpt) *world {
+	t.Helper()
+	dir := makeWorldDir(t)
+	cfg := envd.Config{Root: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	srv, err := envd.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, ln) }()
+	w := &world{dir: dir, srv: srv}
+	t.Cleanup(func() {
+		cancel()
+		<-served
+		if err := w.closeServer(); err != nil {
+			t.Errorf("closing envd: %v", err)
+		}
+	})
+	w.url = "http://" + ln.Addr().String()
+	w.setClients(t)
+	return w
+}
+
+func (w *world) setClients(t *testing.T) {
+	hc := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(hc.CloseIdleConnections)
+	w.http = hc
+	// No compression, as the SDKs: gzip would shrink the tests' zero floods 1000-fold and hide
+	// where bytes wait.
+	noGzip := connect.WithAcceptCompression("gzip", nil, nil)
+	w.client = processconnect.NewProcessClient(hc, w.url, connect.WithProtoJSON(), noGzip)
+	w.proto = processconnect.NewProcessClient(hc, w.url, noGzip)
+}
+
+// smallBufListener shrinks the kernel send buffer of accepted connections.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(16 << 10)
+	}
+	return c, err
+}
+
+// newServiceWorld serves a procservice.Service built with cfg directly (for settings envd does not
+// expose), every request running as user. With smallSockets, the connection's kernel buffers are
+// tiny, so that output waits in envd, not in the network stack.
+func newServiceWorld(t *testing.T, cfg procservice.Config, smallSockets bool) *world {
+	t.Helper()
+	dir := makeWorldDir(t)
+	root, err := fsroot.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := users.NewDB(root)
+	u, err := db.Lookup("user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Root, cfg.Users = root, db
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	svc := procservice.New(cfg)
+	path, h := processconnect.NewProcessHandler(svc)
+	mux := http.NewServeMux()
+	mux.Handle(path, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(rw, r.WithContext(users.WithUser(r.Context(), u)))
+	}))
+	hs := httptest.NewUnstartedServer(mux)
+	if smallSockets {
+		hs.Listener = smallBufListener{hs.Listener}
+	}
+	hs.Start()
+	t.Cleanup(func() {
+		hs.Close()
+		if err := svc.Close(); err != nil {
+			t.Errorf("closing service: %v", err)
+		}
+		root.Close()
+	})
+	w := &world{dir: dir, url: hs.URL, svc: svc}
+	w.setClients(t)
+	if smallSockets {
+		dialer := &net.Dialer{}
+		w.http.Transport = &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(16 << 10)
+			}
+			return c, err
+		}}
+	}
+	return w
+}
+
+// makeWorldDir makes a world root with users root and user (uid 1000, also in group extra).
+func makeWorldDir(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (runs processes as another user)")
@@ -66,40 +175,7 @@ func newWorld(t *testing.T, opts ...worldOpt) *world {
 		}
 	}
 	mustWrite(t, filepath.Join(dir, "home/user/file.txt"), "x")
-
-	cfg := envd.Config{Root: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	srv, err := envd.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	w := &world{dir: dir, srv: srv}
-	t.Cleanup(func() {
-		cancel()
-		<-served
-		if err := w.closeServer(); err != nil {
-			t.Errorf("closing envd: %v", err)
-		}
-	})
-	url := "http://" + ln.Addr().String()
-	hc := &http.Client{Transport: &http.Transport{}}
-	t.Cleanup(hc.CloseIdleConnections)
-	w.url, w.http = url, hc
-	// No compression, as the SDKs: gzip would shrink the tests' zero floods 1000-fold and hide
-	// where bytes wait.
-	noGzip := connect.WithAcceptCompression("gzip", nil, nil)
-	w.client = processconnect.NewProcessClient(hc, url, connect.WithProtoJSON(), noGzip)
-	w.proto = processconnect.NewProcessClient(hc, url, noGzip)
-	return w
+	return dir
 }
 
 // closeServer closes the envd server once (its Close is not idempotent).

@@ -27,17 +27,17 @@ type proc struct {
 	log    *slog.Logger
 
 	out *outLog
-	// readers are the parent's ends of the output pipes (or the pty master); each has one goroutine
-	// reading it into out until EOF.
-	readers []*os.File
+	// readers copy the parent's ends of the output pipes (or the pty master) into out.
+	readers []*outReader
 	readWG  sync.WaitGroup
 	// progress counts reads; busy counts readers inside out.write (possibly waiting for room).
 	progress atomic.Int64
 	busy     atomic.Int32
 
-	inMu  sync.Mutex // serialises input writes and guards stdin
-	stdin *os.File   // write end of the stdin pipe; nil when stdin is /dev/null or closed
-	pty   *os.File   // pty master; nil without a pty
+	inMu    sync.Mutex // serialises input writes
+	stdinMu sync.Mutex // guards stdin; never held while writing, so closing never waits for a write
+	stdin   *os.File   // write end of the stdin pipe; nil when stdin is /dev/null or closed
+	pty     *os.File   // pty master; nil without a pty
 
 	mu       sync.Mutex // guards exited and the kill decision
 	exited   bool       // the process has exited (it may not be reaped yet)
@@ -73,28 +73,63 @@ func (p *proc) expire() {
 	}
 	p.timedOut = true
 	if err := unix.Kill(-int(p.pid), unix.SIGKILL); err != nil && err != unix.ESRCH {
-		p.log.Warn("killing timed-out process", "pid", p.pid, "err", err)
+		p.log.Warn("killing timed-out process", "err", err)
 	}
 }
 
+// outReader is one output file of a process and the goroutine reading it.
+type outReader struct {
+	f    *os.File
+	kind outKind
+	// read counts bytes read from f; appended those of them handed to the log.
+	read, appended atomic.Int64
+	done           chan struct{}
+}
+
+func newOutReader(f *os.File, kind outKind) *outReader {
+	return &outReader{f: f, kind: kind, done: make(chan struct{})}
+}
+
 // read copies one output file into the log until EOF (or EIO, when a pty's last slave closes).
-func (p *proc) read(f *os.File, kind outKind) {
+func (p *proc) read(r *outReader) {
 	defer p.readWG.Done()
-	defer f.Close()
+	defer close(r.done)
+	if r.kind != outPTY {
+		// The pty master is closed by wait, once the process has exited: closing it earlier would
+		// hang the terminal up under a live process.
+		defer r.f.Close()
+	}
 	buf := make([]byte, maxChunk)
 	for {
-		n, err := f.Read(buf)
+		n, err := r.f.Read(buf)
 		if n > 0 {
+			r.read.Add(int64(n))
 			p.busy.Add(1)
 			p.progress.Add(1)
-			p.out.write(kind, buf[:n])
+			p.out.write(r.kind, buf[:n])
 			p.progress.Add(1)
 			p.busy.Add(-1)
+			r.appended.Add(int64(n))
 		}
 		if err != nil {
 			return
 		}
 	}
+}
+
+// pending is how many bytes wait to be read from the reader's file (TIOCINQ is FIONREAD, which
+// pipes and pty masters answer).
+func (r *outReader) pending() int64 {
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.TIOCINQ) }); err != nil || ierr != nil {
+		return 0
+	}
+	return int64(n)
 }
 
 // drainLimits bound how long a process's end waits for its output after it exited: output pipes
@@ -105,7 +140,7 @@ type drainLimits struct {
 }
 
 // wait waits for the process to exit, then drains its output and publishes the end event.
-func (p *proc) wait(dl drainLimits, onEnd func()) {
+func (p *proc) wait(dl drainLimits, unlist, onEnd func()) {
 	defer onEnd()
 	// Wait for exit without reaping, so that signals sent until exited is set still reach the
 	// right process group.
@@ -128,34 +163,72 @@ func (p *proc) wait(dl drainLimits, onEnd func()) {
 	p.mu.Unlock()
 	waitErr := p.cmd.Wait()
 
-	p.inMu.Lock()
+	p.stdinMu.Lock()
 	if p.stdin != nil {
+		// A concurrent input write fails with os.ErrClosed.
 		p.stdin.Close()
 		p.stdin = nil
 	}
-	p.inMu.Unlock()
+	p.stdinMu.Unlock()
 
+	// Output the process wrote before it exited is delivered whatever it takes (attached streams
+	// apply back-pressure); what comes later is from background children and waits within dl.
+	targets := make([]int64, len(p.readers))
+	for i, r := range p.readers {
+		// read first: bytes read in between then count in neither, never in both (which could make
+		// the target unreachable).
+		targets[i] = r.read.Load() + r.pending()
+	}
 	readersDone := make(chan struct{})
 	go func() { p.readWG.Wait(); close(readersDone) }()
-	drained := p.drain(readersDone, dl)
-	if !drained {
-		p.log.Debug("output still held open after exit; not waiting for it", "pid", p.pid)
+	p.deliverWritten(readersDone, targets)
+	if !p.drain(readersDone, dl) {
+		p.log.Debug("output still held open after exit; not waiting for it")
 	}
 
 	end := endEvent(p.cmd.ProcessState, waitErr, timedOut, p.timeout)
+	// Unlisted before the end is published: a client that saw the end and asks again must get
+	// not_found, not a second end.
+	unlist()
 	p.mu.Lock()
 	p.end = end
 	p.mu.Unlock()
 	p.out.close()
 	if p.pty != nil {
-		// Closing the master hangs the terminal up, which also ends the reader.
-		p.inMu.Lock()
+		// Closing the master hangs the terminal up (for background jobs still on it) and ends the
+		// reader; a concurrent input write fails with os.ErrClosed.
 		p.pty.Close()
-		p.inMu.Unlock()
 	}
 	close(p.done)
 	_, dropped := p.out.stats()
-	p.log.Info("process ended", "pid", p.pid, "status", end.GetStatus(), "dropped_output_bytes", dropped)
+	p.log.Info("process ended", "status", end.GetStatus(), "dropped_output_bytes", dropped)
+}
+
+// deliverWritten waits until each reader has handed its target byte count to the log, or ended.
+func (p *proc) deliverWritten(readersDone <-chan struct{}, targets []int64) {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		reached := true
+		for i, r := range p.readers {
+			select {
+			case <-r.done:
+				continue
+			default:
+			}
+			if r.appended.Load() < targets[i] {
+				reached = false
+			}
+		}
+		if reached {
+			return
+		}
+		select {
+		case <-readersDone:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // drain waits for the readers to reach EOF, within dl. It reports whether they did.
@@ -222,10 +295,12 @@ func (p *proc) writeInput(ctx context.Context, toPTY bool, data []byte, maxWait 
 		if p.pty != nil {
 			return errHasPTY
 		}
-		if p.stdin == nil {
+		p.stdinMu.Lock()
+		f = p.stdin
+		p.stdinMu.Unlock()
+		if f == nil {
 			return errStdinClosed
 		}
-		f = p.stdin
 	}
 	select {
 	case <-p.done:
@@ -262,17 +337,18 @@ func (p *proc) writeInput(ctx context.Context, toPTY bool, data []byte, maxWait 
 
 // closeStdin closes the stdin pipe, so the process reads EOF.
 func (p *proc) closeStdin() error {
-	p.inMu.Lock()
-	defer p.inMu.Unlock()
 	if p.pty != nil {
 		return errHasPTY
 	}
-	if p.stdin == nil {
+	p.stdinMu.Lock()
+	f := p.stdin
+	p.stdin = nil
+	p.stdinMu.Unlock()
+	if f == nil {
 		return nil
 	}
-	err := p.stdin.Close()
-	p.stdin = nil
-	if err != nil {
+	// A concurrent input write fails with os.ErrClosed.
+	if err := f.Close(); err != nil {
 		return fmt.Errorf("close stdin of process %d: %w", p.pid, err)
 	}
 	return nil
@@ -280,8 +356,6 @@ func (p *proc) closeStdin() error {
 
 // resize sets the pty's window size.
 func (p *proc) resize(cols, rows uint16) error {
-	p.inMu.Lock()
-	defer p.inMu.Unlock()
 	if p.pty == nil {
 		return errNoPTY
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -36,8 +35,7 @@ const (
 	DefaultDrainIdle         = time.Second
 	DefaultDrainMax          = time.Minute
 	DefaultInputWait         = time.Minute
-	// closeWait bounds how long Close waits for killed processes to be reaped.
-	closeWait = 10 * time.Second
+	DefaultCloseWait         = 10 * time.Second
 	// maxKeepalive bounds the Keepalive-Ping-Interval a client may ask for.
 	maxKeepalive = 24 * time.Hour
 )
@@ -58,6 +56,9 @@ type Config struct {
 	DrainIdle, DrainMax time.Duration
 	// InputWait bounds one input write to a process that does not read (default 1 min).
 	InputWait time.Duration
+	// CloseWait bounds how long Close waits for the killed processes' output to be delivered
+	// before dropping it (default 10 s).
+	CloseWait time.Duration
 }
 
 // Service implements processconnect.ProcessHandler.
@@ -90,6 +91,9 @@ func New(cfg Config) *Service {
 	if cfg.InputWait <= 0 {
 		cfg.InputWait = DefaultInputWait
 	}
+	if cfg.CloseWait <= 0 {
+		cfg.CloseWait = DefaultCloseWait
+	}
 	return &Service{
 		cfg:    cfg,
 		log:    cfg.Logger.With("service", "process"),
@@ -120,21 +124,42 @@ func (s *Service) Close() error {
 	}
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
-	timer := time.NewTimer(closeWait)
-	defer timer.Stop()
-	select {
-	case <-done:
-	case <-timer.C:
-		errs = append(errs, fmt.Errorf("processes not reaped %s after SIGKILL", closeWait))
-	}
-	s.mu.Lock()
-	for p := range s.active {
-		for _, f := range p.readers {
-			f.Close()
+	if !waitFor(done, s.cfg.CloseWait) {
+		// Output still owed to a stream that does not read: give up on it, so the ends can be
+		// published.
+		s.stopOutput(true)
+		if !waitFor(done, time.Second) {
+			errs = append(errs, fmt.Errorf("processes not reaped %s after SIGKILL", s.cfg.CloseWait))
 		}
 	}
-	s.mu.Unlock()
+	s.stopOutput(false)
 	return errors.Join(errs...)
+}
+
+// stopOutput closes the output files of every process whose readers still run (background
+// children may hold them open), and with logs also their output logs.
+func (s *Service) stopOutput(logs bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := range s.active {
+		if logs {
+			p.out.close()
+		}
+		for _, r := range p.readers {
+			r.f.Close()
+		}
+	}
+}
+
+func waitFor(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Start starts a process and streams its events: start, output, keepalives, end.
@@ -174,9 +199,9 @@ func (s *Service) start(u users.User, msg *process.StartRequest, timeout time.Du
 		done:   make(chan struct{}),
 	}
 	if pr.pty != nil {
-		p.readers = []*os.File{pr.pty}
+		p.readers = []*outReader{newOutReader(pr.pty, outPTY)}
 	} else {
-		p.readers = []*os.File{pr.stdout, pr.stderr}
+		p.readers = []*outReader{newOutReader(pr.stdout, outStdout), newOutReader(pr.stderr, outStderr)}
 	}
 	sub, _ := p.out.subscribe()
 
@@ -216,13 +241,9 @@ func (s *Service) start(u users.User, msg *process.StartRequest, timeout time.Du
 		p.timer = time.AfterFunc(timeout, p.expire)
 		p.mu.Unlock()
 	}
-	if pr.pty != nil {
-		p.readWG.Add(1)
-		go p.read(pr.pty, outPTY)
-	} else {
-		p.readWG.Add(2)
-		go p.read(pr.stdout, outStdout)
-		go p.read(pr.stderr, outStderr)
+	p.readWG.Add(len(p.readers))
+	for _, r := range p.readers {
+		go p.read(r)
 	}
 	p.log.Info("process started", "cmd", msg.GetProcess().GetCmd(), "user", u.Name, "pty", pr.pty != nil, "timeout", timeout)
 
@@ -233,6 +254,7 @@ func (s *Service) start(u users.User, msg *process.StartRequest, timeout time.Du
 			delete(s.procs, p.pid)
 		}
 		s.mu.Unlock()
+	}, func() {
 		s.wg.Done()
 		go func() {
 			p.readWG.Wait()

@@ -45,6 +45,10 @@ func (d *DB) readLines(world string, fn func(fields []string) bool) error {
 		return err
 	}
 	defer f.Close()
+	// A sandbox can replace its passwd with a FIFO or a device; only regular files are read.
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", world)
+	}
 	sc := bufio.NewScanner(io.LimitReader(f, maxDBBytes))
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
