@@ -15,9 +15,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/leakcheck"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/serve"
 )
@@ -82,7 +84,8 @@ type Server struct {
 
 // Start starts a server on 127.0.0.1:0 over a fresh data directory. mod adjusts its configuration;
 // wrap, when set, wraps its handler (e.g. to hide a route as an older server would). Everything is
-// stopped at cleanup, where the test fails if a sandbox is left.
+// stopped at cleanup, where the test fails if a sandbox, or a mount, cgroup or process of the data
+// directory, is left.
 func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
 	if env.SkipReason != "" {
@@ -95,6 +98,9 @@ func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handl
 			t.Fatal(err)
 		}
 	}
+	// Registered before the server's teardown, so it checks after it: no mount, cgroup, process,
+	// loop device or sandbox state of this data directory may remain.
+	checkLeaks(t, dd)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	lvl := slog.LevelWarn
@@ -158,4 +164,49 @@ func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handl
 		}
 	})
 	return &Server{URL: "http://" + ln.Addr().String(), APIKey: key, Serve: srv, Local: b, Requests: counter}
+}
+
+// checkLeaks takes a snapshot of the host resources of data directory dd now and, at cleanup,
+// fails the test if any is left. Loop devices and network interfaces are host-wide: only loop
+// devices backed by a file under dd count (other tests on the host come and go meanwhile).
+func checkLeaks(t testing.TB, dd string) {
+	t.Helper()
+	sc := leakcheck.Scope{
+		MountPrefixes:  []string{dd},
+		CgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
+		ProcessMarkers: []string{dd},
+		DataDirs:       []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "slots")},
+		SkipNft:        true,
+	}
+	base, err := leakcheck.Take(sc)
+	if err != nil {
+		t.Fatalf("leak check baseline: %v", err)
+	}
+	t.Cleanup(func() {
+		var leaks []string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			now, err := leakcheck.Take(sc)
+			if err != nil {
+				t.Errorf("leak check: %v", err)
+				return
+			}
+			leaks = leaks[:0]
+			for _, l := range base.Diff(now) {
+				switch {
+				case strings.HasPrefix(l, "network interface: "):
+				case strings.HasPrefix(l, "loop device: ") && !strings.Contains(l, dd):
+				default:
+					leaks = append(leaks, l)
+				}
+			}
+			if len(leaks) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(leaks) > 0 {
+			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
+		}
+	})
 }
