@@ -30,7 +30,7 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Serve local sandboxes behind the E2B API (control plane and envd on one port)",
 		Long: `serve exposes local sandboxes through the E2B REST API and the envd data plane, on one
-port, so the official E2B and Novita SDKs (and agent run --sandbox e2b|novita of another machine)
+port, so the official E2B and Novita SDKs (and agent run --backend e2b|novita of another machine)
 use them unmodified:
 
   agent serve --listen 127.0.0.1:3000

@@ -4,7 +4,7 @@
 // retried after Retry-After); the data plane is envd, spoken by sandbox/envdclient with the
 // flavor's routing headers and each sandbox's access token.
 //
-// The runner selects it with `--sandbox e2b|novita`:
+// The runner selects it with `--backend e2b|novita` (runner/remotebackend adapts it):
 //
 //	cfg, err := e2b.ConfigFromEnv(e2b.FlavorNovita, os.Getenv)
 //	cfg.MaxSandboxes = 20
