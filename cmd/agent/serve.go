@@ -42,8 +42,9 @@ Novita's SDKs read NOVITA_API_URL, NOVITA_SANDBOX_URL and NOVITA_API_KEY instead
 Without --api-key a key is generated ("e2b_" and 40 hex digits, the format the SDKs check) and
 printed. Each sandbox gets its own random envd access token. Sandboxes end at their timeout, when
 killed, or when serve stops (SIGINT/SIGTERM). The SDKs' default templates ("base",
-"code-interpreter-v1") run on --default-template; no Jupyter server runs, and pause is not
-supported yet.`,
+"code-interpreter-v1") run on --default-template, which is built before the port opens; build
+other templates first (agent template build debian) or the first create waits for the build. No
+Jupyter server runs, and pause is not supported yet.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(apiKeys) == 0 {

@@ -174,7 +174,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 	}
 	if r.Context().Err() != nil {
 		// The client is gone and will never learn the id: do not keep the sandbox for nobody.
-		_ = s.end(context.WithoutCancel(ctx), e, "its creator disconnected")
+		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer kcancel()
+		if err := s.end(kctx, e, "its creator disconnected"); err != nil {
+			s.log.Error("ending an unclaimed sandbox", "id", e.id, "err", err)
+		}
 		return nil
 	}
 	s.log.Info("sandbox created", "id", e.id, "template", tpl, "timeout", req.timeout, "path", r.URL.Path,
