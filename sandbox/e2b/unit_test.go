@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/sandbox"
+	"github.com/agentrun/agent/sandbox/e2b/e2bapi"
+	"github.com/agentrun/agent/sandbox/envdclient"
 )
 
 func TestConfigFromEnv(t *testing.T) {
@@ -174,3 +176,53 @@ func TestRetryable(t *testing.T) {
 		}
 	}
 }
+
+// TestDataPlaneConfig checks how a create answer becomes an envd client: the sandbox host without a
+// URL override, the domain the provider answered, the flavor's routing headers, the token, and the
+// default user for old envds.
+func TestDataPlaneConfig(t *testing.T) {
+	var got envdclient.Config
+	capture := func(c *envdclient.Config) { got = *c }
+	domain := "eu.example.net"
+	for _, tc := range []struct {
+		cfg    Config
+		resp   e2bapi.Sandbox
+		base   string
+		prefix string
+		user   string
+	}{
+		{Config{APIKey: "k", Envd: capture}, e2bapi.Sandbox{SandboxID: "abc", EnvdVersion: "0.6.4", EnvdAccessToken: "tok"},
+			"https://49983-abc.e2b.app", "E2b", ""},
+		{Config{APIKey: "k", Flavor: FlavorNovita, Envd: capture}, e2bapi.Sandbox{SandboxID: "abc", EnvdVersion: "0.3.9", Domain: &domain},
+			"https://49983-abc.eu.example.net", "Novita", "user"},
+		{Config{APIKey: "k", SandboxURL: "http://127.0.0.1:3000", Envd: capture}, e2bapi.Sandbox{SandboxID: "abc", EnvdVersion: "0.4.0", Domain: &domain},
+			"http://127.0.0.1:3000", "E2b", ""},
+	} {
+		b, err := New(tc.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := b.open(tc.resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.BaseURL != tc.base || got.HeaderPrefix != tc.prefix || got.DefaultUser != tc.user || got.SandboxID != "abc" ||
+			got.AccessToken != tc.resp.EnvdAccessToken || got.Port != e2bapi.EnvdPort {
+			t.Errorf("%+v: envd config %+v", tc.resp, got)
+		}
+		s.Close()
+	}
+	b, _ := New(Config{APIKey: "k"})
+	for _, bad := range []e2bapi.Sandbox{
+		{SandboxID: "abc", EnvdVersion: "0.0.9"},
+		{SandboxID: "abc", EnvdVersion: "garbage"},
+		{SandboxID: "abc.evil.com", EnvdVersion: "0.6.4"},
+		{SandboxID: "abc", EnvdVersion: "0.6.4", Domain: ptr("evil.com/path?")},
+	} {
+		if _, err := b.open(bad); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
