@@ -2,4 +2,4 @@
 # `make bench`: runs the benchmarks and writes docs/BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "no benchmarks yet"
+scripts/bench-sandbox.sh

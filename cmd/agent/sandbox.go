@@ -247,18 +247,12 @@ func newSandboxWatchCmd(lf *localFlags) *cobra.Command {
 			}
 			id := args[0]
 			for {
-				infos, err := b.List(ctx)
+				rec, err := b.Lookup(id)
+				if errors.Is(err, sandbox.ErrNotFound) {
+					return nil // killed by someone else
+				}
 				if err != nil {
 					return err
-				}
-				var rec *local.Info
-				for i := range infos {
-					if infos[i].ID == id {
-						rec = &infos[i]
-					}
-				}
-				if rec == nil {
-					return nil // killed by someone else
 				}
 				if !rec.Expires.IsZero() && time.Now().After(rec.Expires) {
 					kctx, cancel := context.WithTimeout(ctx, time.Minute)

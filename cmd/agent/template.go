@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/agentrun/agent/sandbox/local/template"
 )
 
 func newTemplateCmd() *cobra.Command {
@@ -31,6 +34,9 @@ func newTemplateCmd() *cobra.Command {
 				return err
 			}
 			t, err := b.Templates().Build(cmd.Context(), args[0], force, progressPrinter(cmd.ErrOrStderr()))
+			if errors.Is(err, template.ErrUnknown) {
+				return &exitError{code: exitUsage, err: err}
+			}
 			if err != nil {
 				return err
 			}
@@ -76,7 +82,11 @@ func newTemplateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return b.Templates().Remove(cmd.Context(), args[0])
+			err = b.Templates().Remove(cmd.Context(), args[0])
+			if errors.Is(err, template.ErrNotBuilt) || errors.Is(err, template.ErrUnknown) {
+				return &exitError{code: exitUsage, err: err}
+			}
+			return err
 		},
 	}
 	cmd.AddCommand(build, ls, rm)

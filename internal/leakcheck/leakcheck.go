@@ -29,14 +29,16 @@ type Scope struct {
 	// CgroupPrefixes: only cgroups whose path (relative to the hierarchy root) starts with these.
 	CgroupPrefixes []string
 	// ProcessMarkers: only processes whose command line contains one of these strings, plus
-	// processes running as a uid at or above ProcessUIDMin (when set), plus this process's
-	// descendants.
-	ProcessMarkers []string
-	ProcessUIDMin  uint32
+	// processes in a cgroup under one of ProcessCgroupPrefixes, plus this process's descendants.
+	// Both empty: every process.
+	ProcessMarkers        []string
+	ProcessCgroupPrefixes []string
 	// DataDirs: files and directories under these paths.
 	DataDirs []string
 	// SkipNft skips the nftables ruleset.
 	SkipNft bool
+	// Extra, when set, lists further resources (as strings) to compare, e.g. registry entries.
+	Extra func() []string
 }
 
 // Snapshot is the state of the host resources in scope at one moment.
@@ -48,6 +50,7 @@ type Snapshot struct {
 	Links     []string
 	Nft       string
 	Files     []string
+	Extra     []string
 }
 
 // Take records the host's state within scope.
@@ -59,7 +62,7 @@ func Take(sc Scope) (*Snapshot, error) {
 	}
 	s.Cgroups = cgroupDirs(sc)
 	s.Processes = processes(sc)
-	s.Loops = loops()
+	s.Loops = loops(sc)
 	s.Links = links()
 	if !sc.SkipNft {
 		s.Nft = nftRuleset()
@@ -84,6 +87,10 @@ func Take(sc Scope) (*Snapshot, error) {
 		})
 	}
 	slices.Sort(s.Files)
+	if sc.Extra != nil {
+		s.Extra = sc.Extra()
+		slices.Sort(s.Extra)
+	}
 	return s, nil
 }
 
@@ -107,6 +114,7 @@ func (s *Snapshot) Diff(after *Snapshot) []string {
 	add("loop device", s.Loops, after.Loops)
 	add("network interface", s.Links, after.Links)
 	add("file", s.Files, after.Files)
+	add("other", s.Extra, after.Extra)
 	if s.Nft != after.Nft {
 		out = append(out, "nftables ruleset changed")
 	}
@@ -276,13 +284,13 @@ func processes(sc Scope) []string {
 		if pid == self || in.cmd == "" {
 			continue
 		}
-		keep := descendant(pid) || (sc.ProcessUIDMin > 0 && in.uid >= uint64(sc.ProcessUIDMin))
+		keep := descendant(pid) || inCgroups(pid, sc.ProcessCgroupPrefixes)
 		for _, m := range sc.ProcessMarkers {
 			if strings.Contains(in.cmd, m) {
 				keep = true
 			}
 		}
-		if len(sc.ProcessMarkers) == 0 && sc.ProcessUIDMin == 0 {
+		if len(sc.ProcessMarkers) == 0 && len(sc.ProcessCgroupPrefixes) == 0 {
 			keep = true
 		}
 		if keep {
@@ -297,7 +305,29 @@ func processes(sc Scope) []string {
 	return out
 }
 
-func loops() []string {
+// inCgroups tells whether pid belongs to a cgroup under one of prefixes (in any hierarchy).
+func inCgroups(pid int, prefixes []string) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		if len(parts) == 3 {
+			for _, p := range prefixes {
+				if strings.HasPrefix(parts[2], p) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func loops(sc Scope) []string {
 	var out []string
 	ents, _ := os.ReadDir("/sys/block")
 	for _, e := range ents {
@@ -305,7 +335,7 @@ func loops() []string {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join("/sys/block", e.Name(), "loop", "backing_file"))
-		if err == nil {
+		if err == nil && under(strings.TrimSpace(string(b)), sc.MountPrefixes) {
 			out = append(out, e.Name()+" "+strings.TrimSpace(string(b)))
 		}
 	}

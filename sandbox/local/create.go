@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/agentrun/agent/sandbox/local/mounts"
 	"github.com/agentrun/agent/sandbox/local/ocispec"
 	"github.com/agentrun/agent/sandbox/local/template"
@@ -31,17 +33,16 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if o.Network == "" {
 		o.Network = NetworkNone
 	}
-	netw, err := networkFor(o.Network)
-	if err != nil {
-		return nil, err
-	}
 	rt, err := b.runtime(o.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	if !rt.SupportsPreserveFDs() {
-		return nil, fmt.Errorf("runtime %s cannot pass the envd socket into the sandbox (it has no --preserve-fds); use runc or crun", rt.Name)
+	netw, err := b.networkFor(o.Network, rt.Name)
+	if err != nil {
+		return nil, err
 	}
+	// Without --preserve-fds (runsc), envd makes its socket inside (see envdsock.go).
+	viaSandbox := !rt.SupportsPreserveFDs()
 	t0 := time.Now()
 	var timings []Timing
 	mark := func(step string) {
@@ -67,11 +68,9 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	for {
 		id = newID()
 		p = b.paths(id)
-		// 0711: the runtime's init, already root of the sandbox's user namespace (an unprivileged
-		// uid here), must traverse to the rootfs; listing and everything else stay private.
-		err := os.Mkdir(p.dir, 0o711)
+		// Private until the uid range is known (then 0710 for the sandbox's root group).
+		err := os.Mkdir(p.dir, 0o700)
 		if err == nil {
-			err = os.Chmod(p.dir, 0o711)
 			break
 		}
 		if !errors.Is(err, fs.ErrExist) {
@@ -109,7 +108,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 			}
 		}
 	}()
-	slot, err := b.slots.claim(id)
+	slot, err := b.slots.claim(p.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +140,25 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", netw.Name(), err)
 	}
-	spec, err := ocispec.New(b.specOpts(rec, tpl, o, netnsPath)...)
+	if ns := netw.Nameserver(id); ns != "" {
+		if err := writeSandboxFile(p.rootfs(), "etc/resolv.conf", "nameserver "+ns+"\noptions edns0\n", int(rec.UIDBase)); err != nil {
+			return nil, err
+		}
+	}
+	mark("network")
+	opts := b.specOpts(rec, tpl, o, netnsPath)
+	if viaSandbox {
+		if err := prepareEnvdSockDir(p, rec.UIDBase); err != nil {
+			return nil, err
+		}
+		args, bind := envdSocketOpts(p)
+		opts = append(opts, bind, func(s *specs.Spec) error {
+			// Replace "--listen-fd 3" with the in-sandbox socket.
+			s.Process.Args = append([]string{s.Process.Args[0], s.Process.Args[1]}, append(args, s.Process.Args[4:]...)...)
+			return nil
+		})
+	}
+	spec, err := ocispec.New(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -154,19 +171,24 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err := os.Mkdir(p.private(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating private dir: %w", err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.socket(), Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("creating envd socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(false)
-	lnFile, err := ln.File()
-	ln.Close()
-	if err != nil {
-		return nil, fmt.Errorf("creating envd socket: %w", err)
+	var lnFile *os.File
+	if !viaSandbox {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.socket(), Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("creating envd socket: %w", err)
+		}
+		ln.SetUnlinkOnClose(false)
+		lnFile, err = ln.File()
+		ln.Close()
+		if err != nil {
+			return nil, fmt.Errorf("creating envd socket: %w", err)
+		}
 	}
 	mark("spec")
 	cerr := rt.Create(ctx, id, ociCreate(p, lnFile, logf))
-	lnFile.Close() // the sandbox holds the only listening fd now: its death refuses connections
+	if lnFile != nil {
+		lnFile.Close() // the sandbox holds the only listening fd now: its death refuses connections
+	}
 	if cerr != nil {
 		msg := logTail(p.log(), 2048)
 		if strings.Contains(msg, "hybrid mode not supported") {
@@ -175,11 +197,16 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		return nil, fmt.Errorf("%w\n%s", cerr, msg)
 	}
 	mark("runtime create")
+	if st, err := rt.State(ctx, id); err != nil {
+		return nil, withLog(err, p.log())
+	} else if err := netw.Attach(ctx, id, st.Pid); err != nil {
+		return nil, fmt.Errorf("network %s: %w", netw.Name(), err)
+	}
 	if err := rt.Start(ctx, id); err != nil {
 		return nil, withLog(err, p.log())
 	}
 	mark("runtime start")
-	if err := waitReady(ctx, p.socket(), b.cfg.ReadyTimeout); err != nil {
+	if err := waitReady(ctx, func(ctx context.Context) (net.Conn, error) { return dialEnvd(ctx, p, viaSandbox) }, b.cfg.ReadyTimeout); err != nil {
 		return nil, withLog(fmt.Errorf("sandbox %s did not become ready: %w", id, err), p.log())
 	}
 	mark("envd ready")
@@ -274,15 +301,26 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 		"etc/hosts":    "127.0.0.1\tlocalhost " + rec.ID + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 	}
 	for name, content := range files {
-		target := filepath.Join(p.rootfs(), name)
-		if err := os.WriteFile(target, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		if err := os.Lchown(target, base, base); err != nil {
+		if err := writeSandboxFile(p.rootfs(), name, content, base); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeSandboxFile writes a file of the sandbox's root before anything runs inside (so no
+// sandbox process can have planted a symlink there), owned by the sandbox's root.
+func writeSandboxFile(rootfs, name, content string, owner int) error {
+	target := filepath.Join(rootfs, name)
+	if fi, err := os.Lstat(target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	if err := os.WriteFile(target, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return os.Lchown(target, owner, owner)
 }
 
 func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netnsPath string) []ocispec.Opt {
@@ -328,13 +366,12 @@ func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netns
 
 // waitReady asks envd's /health over the socket. The socket listens from the start, so the
 // request simply waits until envd serves it.
-func waitReady(ctx context.Context, socket string, timeout time.Duration) error {
+func waitReady(ctx context.Context, dial func(context.Context) (net.Conn, error), timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return dial(ctx)
 		},
 		DisableKeepAlives: true,
 	}}

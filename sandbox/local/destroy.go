@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/agentrun/agent/sandbox/local/mounts"
@@ -80,7 +79,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
-	if netw, err := networkFor(rec.Network); err == nil {
+	if netw, err := b.networkFor(rec.Network, ""); err == nil {
 		if err := netw.Teardown(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -91,7 +90,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 		errs = append(errs, err)
 	}
 	if rec.Slot >= 0 {
-		b.slots.release(rec.Slot, rec.ID)
+		b.slots.release(rec.Slot, p.dir)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("destroying sandbox %s: %w", rec.ID, errors.Join(errs...))
@@ -107,6 +106,8 @@ type GCReport struct {
 	Cgroups, Slots, RuntimeStates []string
 	// Templates lists trashed template trees (and dead builds) deleted.
 	Templates []string
+	// Networks lists sandbox networks (links, firewall tables, helpers) whose sandbox was gone.
+	Networks []string
 }
 
 // GC reclaims what crashed processes left: sandboxes whose owner died (creating, pooled or running
@@ -163,7 +164,7 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 		}
 	}
 	if len(live) == 0 {
-		_ = b.cg.Remove(ctx, b.cgParent)
+		b.removeIdleCgroupParent(ctx)
 	}
 	digests := map[string]bool{}
 	for id := range live {
@@ -174,20 +175,13 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 			digests["*"] = true
 		}
 	}
-	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
-	if ents, err := os.ReadDir(b.slots.dir); err == nil {
-		for _, e := range ents {
-			n, err := strconv.Atoi(e.Name())
-			if err != nil {
-				continue
-			}
-			owner, err := os.ReadFile(filepath.Join(b.slots.dir, e.Name()))
-			if err == nil && !live[string(owner)] && !dirExists(b.paths(string(owner)).dir) {
-				b.slots.release(n, string(owner))
-				rep.Slots = append(rep.Slots, e.Name())
-			}
-		}
+	if ids, err := b.net.Sweep(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		rep.Networks = ids
 	}
+	rep.Templates = b.templates.Sweep(func(d string) bool { return digests["*"] || digests[d] })
+	rep.Slots = b.slots.sweep()
 	if rts, err := os.ReadDir(b.rtDir); err == nil {
 		for _, r := range rts {
 			states, err := os.ReadDir(filepath.Join(b.rtDir, r.Name()))

@@ -23,6 +23,6 @@ func (e *LimitError) Is(target error) bool {
 	return target == e.Kind || (e.Kind == sandbox.ErrExpired && target == sandbox.ErrGone)
 }
 
-// ErrNoDataPlane is returned by file and command calls when the backend has no envd client
-// (Config.Connect is nil).
+// ErrNoDataPlane is returned by file and command calls of a sandbox handle whose envd client could
+// not be built.
 var ErrNoDataPlane = errors.New("local sandbox: no envd client configured")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,6 +101,24 @@ func testIsolation(t *testing.T, rt string) {
 		if strings.TrimSpace(out) != s.ID() {
 			t.Errorf("/etc/hostname inside = %q, want the sandbox id", out)
 		}
+	}
+
+	// Only the standard safe devices.
+	out, _, _ = s.Output(ctx, "root", "sh", "-c", "find /dev -mindepth 1 \\( -type c -o -type b \\) | sort | tr '\\n' ' '")
+	allowed := map[string]bool{"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true,
+		"/dev/urandom": true, "/dev/tty": true, "/dev/ptmx": true, "/dev/pts/ptmx": true, "/dev/console": true}
+	for _, d := range strings.Fields(out) {
+		if !allowed[d] {
+			t.Errorf("device %s present in the sandbox", d)
+		}
+	}
+	// rlimits set from the spec.
+	out, code, err = s.Output(ctx, "root", "sh", "-c", "grep -E 'Max (open files|processes)' /proc/1/limits")
+	// NOFILE is the default (65536) or, where this process may not raise its hard limit, that limit.
+	if nofile := strconv.FormatUint(s.Record().Limits.NoFile, 10); err != nil || code != 0 ||
+		!regexp.MustCompile(`Max open files +`+nofile+` +`+nofile).MatchString(out) ||
+		!regexp.MustCompile(`Max processes +1024 +1024`).MatchString(out) {
+		t.Errorf("init rlimits:\n%s", out)
 	}
 
 	// Only loopback.

@@ -26,7 +26,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/agentrun/agent/sandbox"
+	"github.com/agentrun/agent/sandbox/envdclient"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
+	"github.com/agentrun/agent/sandbox/local/network"
 	"github.com/agentrun/agent/sandbox/local/ociruntime"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
@@ -45,6 +47,7 @@ const (
 	DefaultUIDBase      = 0x10000000
 	DefaultMaxSlots     = 16384
 	DefaultReadyTimeout = 30 * time.Second
+	DefaultSlotDir      = "/run/agent/uid-slots"
 	// UIDRange is the number of uids (and gids) each sandbox maps.
 	UIDRange = 65536
 )
@@ -105,6 +108,13 @@ type ConnectInfo struct {
 	AccessToken string
 }
 
+// DefaultConnect is the envd client of a local sandbox: the envd protocol over the sandbox's
+// host-private unix socket. envd's own default user (the template's) applies to requests that name
+// none.
+func DefaultConnect(ctx context.Context, info ConnectInfo) (DataPlane, error) {
+	return envdclient.New(envdclient.Config{BaseURL: "http://envd", Dial: info.Dial})
+}
+
 // Config configures a Backend.
 type Config struct {
 	// DataDir holds sandbox state, runtime state and (by default) templates.
@@ -121,10 +131,13 @@ type Config struct {
 	UIDBase uint32
 	// MaxSlots bounds concurrent sandboxes (uid ranges).
 	MaxSlots int
+	// SlotDir records which uid ranges are taken, host-wide (shared by every data directory, so two
+	// data directories never hand out the same range); default DefaultSlotDir.
+	SlotDir string
 	// ReadyTimeout bounds the wait for a new sandbox's envd to answer.
 	ReadyTimeout time.Duration
-	// Connect builds the envd client of a sandbox. Without it, the sandbox's file and command
-	// methods return ErrNoDataPlane (Exec through the runtime still works).
+	// Connect builds the envd client of a sandbox; default: an envdclient.Client dialling the
+	// sandbox's host-private socket.
 	Connect func(ctx context.Context, info ConnectInfo) (DataPlane, error)
 	// Templates overrides the template builders (default: host and debian).
 	Templates map[string]template.Builder
@@ -135,7 +148,9 @@ type Config struct {
 	PoolTemplate string
 	// SkipGC skips reclaiming leftovers when the backend opens.
 	SkipGC bool
-	Logger *slog.Logger
+	// Network configures the networked modes (address pool, DNS upstreams, run directory).
+	Network network.Config
+	Logger  *slog.Logger
 }
 
 // Backend creates and tracks local sandboxes.
@@ -147,6 +162,7 @@ type Backend struct {
 	cg        *cgroups.Host
 	templates *template.Store
 	slots     slots
+	net       *network.Manager
 	log       *slog.Logger
 
 	mu    sync.Mutex
@@ -199,6 +215,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Connect == nil {
+		cfg.Connect = DefaultConnect
+	}
 	if cfg.Templates == nil {
 		cfg.Templates = map[string]template.Builder{
 			template.Host:   template.HostBuilder{},
@@ -213,7 +232,11 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		owned: map[string]*Sandbox{},
 	}
 	b.cgParent = CgroupParentFor(cfg.DataDir)
-	for _, d := range []string{cfg.DataDir, b.sbDir, b.rtDir, filepath.Join(cfg.DataDir, "slots")} {
+	if cfg.SlotDir == "" {
+		cfg.SlotDir = DefaultSlotDir
+		b.cfg.SlotDir = DefaultSlotDir
+	}
+	for _, d := range []string{cfg.DataDir, b.sbDir, b.rtDir, cfg.SlotDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("creating data dir: %w", err)
 		}
@@ -238,11 +261,14 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 			b.cfg.Limits.NoFile = rl.Max
 		}
 	}
-	b.slots = slots{dir: filepath.Join(cfg.DataDir, "slots"), max: cfg.MaxSlots}
+	b.slots = slots{dir: cfg.SlotDir, max: cfg.MaxSlots}
 	if b.cg, err = cgroups.Detect(); err != nil {
 		return nil, err
 	}
 	if b.templates, err = template.NewStore(cfg.TemplateDir, cfg.Templates); err != nil {
+		return nil, err
+	}
+	if b.net, err = networkManager(cfg); err != nil {
 		return nil, err
 	}
 	if !cfg.SkipGC {
@@ -315,7 +341,8 @@ type Options struct {
 	Limits Limits
 	// Env is the sandbox-wide environment of every command.
 	Env map[string]string
-	// Network is the network mode; only "none" (loopback only) exists today.
+	// Network is the network policy in netpolicy form: "none" (default, loopback only),
+	// "internet", or "allow:DOMAIN,*.DOMAIN,CIDR,…" (runner/spec's Network.String()).
 	Network string
 	// AccessToken, when set, is required by the sandbox's envd as X-Access-Token on every request
 	// but /health (and signs /files URLs), as on E2B: for sandboxes whose envd is exposed beyond
@@ -371,6 +398,18 @@ func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Lookup reads one sandbox's record (no runtime call): cheap enough to poll.
+func (b *Backend) Lookup(id string) (*Record, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	}
+	rec, err := readRecord(b.paths(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("sandbox %s: %w", id, sandbox.ErrNotFound)
+	}
+	return rec, err
 }
 
 // Info describes a sandbox for listings.
@@ -450,5 +489,22 @@ func (b *Backend) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	b.removeIdleCgroupParent(ctx)
 	return errors.Join(errs...)
+}
+
+// removeIdleCgroupParent removes the data dir's cgroup parent when the data dir holds no sandbox
+// (any process's), so a data dir that is deleted leaves no cgroup behind. A create in another
+// process makes its sandbox directory well before the runtime makes cgroups, so it is seen here.
+func (b *Backend) removeIdleCgroupParent(ctx context.Context) {
+	ents, err := os.ReadDir(b.sbDir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if e.IsDir() && ValidID(e.Name()) {
+			return
+		}
+	}
+	_ = b.cg.Remove(ctx, b.cgParent)
 }

@@ -143,14 +143,15 @@ func (l *lockFile) Close() error {
 	return err
 }
 
-// slots hands out user-namespace ranges: slot n is a file created with O_EXCL, so two processes
-// never get the same range.
+// slots hands out user-namespace ranges host-wide: slot n is a file created with O_EXCL in a
+// directory shared by every data directory, holding the owning sandbox's directory, so no two
+// sandboxes on the host — whatever process or data directory made them — share a uid range.
 type slots struct {
 	dir string
 	max int
 }
 
-func (s slots) claim(id string) (int, error) {
+func (s slots) claim(owner string) (int, error) {
 	for attempt := 0; attempt < 4*s.max; attempt++ {
 		n, err := rand.Int(rand.Reader, big.NewInt(int64(s.max)))
 		if err != nil {
@@ -164,7 +165,7 @@ func (s slots) claim(id string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("claiming a uid range: %w", err)
 		}
-		_, werr := f.WriteString(id)
+		_, werr := f.WriteString(owner)
 		if cerr := f.Close(); werr == nil {
 			werr = cerr
 		}
@@ -176,9 +177,34 @@ func (s slots) claim(id string) (int, error) {
 	return 0, fmt.Errorf("no free uid range among %d: too many sandboxes", s.max)
 }
 
-func (s slots) release(slot int, id string) {
+func (s slots) release(slot int, owner string) {
 	p := filepath.Join(s.dir, strconv.Itoa(slot))
-	if b, err := os.ReadFile(p); err == nil && string(b) == id {
+	if b, err := os.ReadFile(p); err == nil && string(b) == owner {
 		_ = os.Remove(p)
 	}
+}
+
+// sweep releases slots whose owner directory is gone (a sandbox dir exists before its slot is
+// claimed and is removed before its slot is released, so a missing owner means a stale slot).
+func (s slots) sweep() []string {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		owner, err := os.ReadFile(filepath.Join(s.dir, e.Name()))
+		if err != nil || !filepath.IsAbs(string(owner)) {
+			continue
+		}
+		if _, err := os.Stat(string(owner)); errors.Is(err, fs.ErrNotExist) {
+			s.release(n, string(owner))
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }

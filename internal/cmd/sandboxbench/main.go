@@ -40,6 +40,7 @@ func benchMain() (exit int) {
 		binary, dataDir, templateDir, templates, runtimes string
 		n, conc, density, poolSize                        int
 		fixCrun                                           bool
+		sections                                          string
 	)
 	flag.StringVar(&binary, "binary", "bin/agent", "agent binary (sandbox init)")
 	flag.StringVar(&dataDir, "data-dir", "/var/lib/agent-bench", "data dir (emptied of sandboxes at the end)")
@@ -50,6 +51,7 @@ func benchMain() (exit int) {
 	flag.IntVar(&conc, "concurrency", 16, "concurrent creates in the concurrent runs")
 	flag.IntVar(&density, "density", 500, "idle sandboxes in the density run (0 skips it)")
 	flag.IntVar(&poolSize, "pool", 4, "pool size in the pool runs")
+	flag.StringVar(&sections, "sections", "create,breakdown,density", "sections to run")
 	flag.BoolVar(&fixCrun, "fix-crun", false, "on a cgroup hybrid host, apply the crun host fix (agent doctor --fix) for the run and undo it after")
 	flag.Parse()
 	if fixCrun {
@@ -68,7 +70,7 @@ func benchMain() (exit int) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ctx := context.Background()
 	r := &report{w: os.Stdout}
-	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize}); err != nil {
+	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize, strings.Split(sections, ",")}); err != nil {
 		fmt.Fprintln(os.Stderr, "sandboxbench:", err)
 		exit = 1
 	}
@@ -79,6 +81,7 @@ type benchConfig struct {
 	binary, dataDir, templateDir string
 	templates, runtimes          []string
 	n, conc, density, pool       int
+	sections                     []string
 }
 
 type report struct{ w io.Writer }
@@ -108,6 +111,29 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		}
 		usable = append(usable, rt)
 	}
+	if slices.Contains(c.sections, "create") {
+		if err := createRows(ctx, r, c, b0, usable, open); err != nil {
+			return err
+		}
+	}
+	if len(usable) > 0 && slices.Contains(c.sections, "breakdown") {
+		if tpl, err := b0.Templates().Ensure(ctx, c.templates[0], nil); err == nil {
+			if err := specCosts(ctx, r, c, b0, usable, tpl); err != nil {
+				return err
+			}
+		}
+	}
+	if c.density > 0 && slices.Contains(c.sections, "density") {
+		if err := densityRun(ctx, r, b0, c.density); err != nil {
+			return err
+		}
+	}
+	_ = b0.Close()
+	_, err = b0.GC(ctx)
+	return err
+}
+
+func createRows(ctx context.Context, r *report, c benchConfig, b0 *local.Backend, usable []string, open func(string, int, string) (*local.Backend, error)) error {
 	r.printf("\n### Create → ready (envd answers), milliseconds\n\n")
 	r.printf("| template | runtime | mode | p50 | p90 | p99 | max | bare `%s run /bin/true` p50 | ratio p50 |\n|---|---|---|---|---|---|---|---|---|\n", "runtime")
 	for _, tn := range c.templates {
@@ -153,14 +179,7 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		}
 	}
 	r.printf("\nThe bare baseline is `%s run` of a bundle with the same root filesystem (host template: the same read-only system binds), no user namespace, no seccomp, no cgroup limits, no disk image: the runtime's own floor on this machine. A sandbox adds the disk image (mkfs + loop mount), the idmapped overlay, the seccomp profile, the user namespace, and envd's start.\n", "runtime")
-	if c.density > 0 {
-		if err := densityRun(ctx, r, b0, c.density); err != nil {
-			return err
-		}
-	}
-	_ = b0.Close()
-	_, err = b0.GC(ctx)
-	return err
+	return nil
 }
 
 func probe(ctx context.Context, b *local.Backend, rt string) error {
@@ -254,7 +273,7 @@ func waitPool(ctx context.Context, b *local.Backend, size int) error {
 }
 
 // bareRun times `rt run` of /bin/true in a bundle on the template's tree.
-func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tpl *template.Template) ([]time.Duration, error) {
+func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tpl *template.Template, extra ...ocispec.Opt) ([]time.Duration, error) {
 	dir, err := os.MkdirTemp(c.dataDir, "bare-")
 	if err != nil {
 		return nil, err
@@ -274,6 +293,7 @@ func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tp
 	for _, d := range tpl.HostBinds {
 		opts = append(opts, ocispec.WithReadonlyBind(d, d))
 	}
+	opts = append(opts, extra...)
 	spec, err := ocispec.New(opts...)
 	if err != nil {
 		return nil, err
@@ -298,10 +318,54 @@ func bareRun(ctx context.Context, c benchConfig, b *local.Backend, rt string, tp
 	return lat, nil
 }
 
+// specCosts times `rt run /bin/true` with each group of the sandbox spec's options added alone, and
+// all together, to show where a sandbox's start time goes.
+func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, rts []string, tpl *template.Template) error {
+	userns := func(s *specs.Spec) error {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace}, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+		return ocispec.WithUserNamespace(local.DefaultUIDBase, local.UIDRange)(s)
+	}
+	seccomp := []ocispec.Opt{ocispec.WithCapabilities(ocispec.DefaultCapabilities()), ocispec.WithSeccompDefault()}
+	resources := ocispec.WithResources("/agent-bench-bare/r", ocispec.Resources{MemoryBytes: local.DefaultMemory, Pids: local.DefaultPids, CPUs: local.DefaultCPUs})
+	variants := []struct {
+		name string
+		opts []ocispec.Opt
+	}{
+		{"bare (namespaces, default mounts)", nil},
+		{"+ user namespace", []ocispec.Opt{userns}},
+		{"+ capabilities + seccomp profile", seccomp},
+		{"+ masked/read-only paths", []ocispec.Opt{ocispec.WithMaskedPaths()}},
+		{"+ cgroup limits", []ocispec.Opt{resources}},
+		{"all of the above", append([]ocispec.Opt{userns, ocispec.WithMaskedPaths(), resources}, seccomp...)},
+	}
+	r.printf("\n### Where the runtime's time goes: `run /bin/true` (%s template rootfs), p50 ms\n\n| spec | %s |\n|---|%s\n", tpl.Name, strings.Join(rts, " | "), strings.Repeat("---|", len(rts)))
+	// Three interleaved rounds, so a slow spell of a shared machine does not land on one row.
+	lat := map[string][]time.Duration{}
+	for round := 0; round < 3; round++ {
+		for _, v := range variants {
+			for _, rt := range rts {
+				l, err := bareRun(ctx, c, b, rt, tpl, v.opts...)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", rt, v.name, err)
+				}
+				lat[rt+v.name] = append(lat[rt+v.name], l...)
+			}
+		}
+	}
+	for _, v := range variants {
+		cells := []string{}
+		for _, rt := range rts {
+			cells = append(cells, fmt.Sprintf("%.1f", ms(pct(lat[rt+v.name], 50))))
+		}
+		r.printf("| %s | %s |\n", v.name, strings.Join(cells, " | "))
+	}
+	return nil
+}
+
 func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	r.printf("\n### Density: %d idle sandboxes (host template, runc, default limits)\n\n", n)
 	sync0()
-	before := memAvailable()
+	before, slabBefore := memAvailable(), meminfo("Slab:")
 	start := time.Now()
 	var all []*local.Sandbox
 	for i := 0; i < n; i++ {
@@ -317,10 +381,11 @@ func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	created := time.Since(start)
 	time.Sleep(3 * time.Second)
 	sync0()
-	after := memAvailable()
-	var cg int64
+	after, slabAfter := memAvailable(), meminfo("Slab:")
+	var cg, pss int64
 	for _, s := range all {
 		cg += s.Stats().MemoryBytes
+		pss += pssOf(s.Record().InitPid)
 	}
 	start = time.Now()
 	g, gctx := errgroup.WithContext(ctx)
@@ -333,10 +398,27 @@ func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	}
 	killed := time.Since(start)
 	per := float64(before-after) / float64(n)
-	r.printf("| sandboxes | create all | host MemAvailable drop | per sandbox | cgroup memory per sandbox (mean) | kill all (8 at a time) |\n|---|---|---|---|---|---|\n")
-	r.printf("| %d | %.1f s | %.0f MiB | %.1f MiB | %.1f MiB | %.1f s |\n", n, created.Seconds(), float64(before-after)/(1<<20), per/(1<<20), float64(cg)/float64(n)/(1<<20), killed.Seconds())
-	r.printf("\nMemAvailable is read after dropping the page cache; the per-sandbox figure includes envd's memory, the kernel objects of its namespaces and mounts, and page cache not shared with the template.\n")
+	mib := func(v float64) float64 { return v / (1 << 20) }
+	r.printf("| sandboxes | create all | kill all (8 at a time) | cgroup memory per sandbox | envd Pss per sandbox | kernel slab per sandbox | host MemAvailable drop per sandbox |\n|---|---|---|---|---|---|---|\n")
+	r.printf("| %d | %.1f s | %.1f s | %.2f MiB | %.2f MiB | %.2f MiB | %.2f MiB |\n", n, created.Seconds(), killed.Seconds(),
+		mib(float64(cg)/float64(n)), mib(float64(pss)/float64(n)), mib(float64(slabAfter-slabBefore)/float64(n)), mib(per))
+	r.printf("\nThe cgroup figure is what each sandbox is charged (envd's memory plus the kernel memory its processes allocate); Pss is envd's share of resident memory (its binary's pages are shared by all sandboxes); slab is the host-wide kernel object growth (namespaces, mounts, overlay, ext4, loop devices) divided by the count. MemAvailable is host-wide, read after dropping the page cache, and moves with everything else running on the machine: on a shared machine it is the least reliable of the four.\n")
 	return nil
+}
+
+// pssOf reads a process's proportional set size.
+func pssOf(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pss:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func sync0() {

@@ -94,3 +94,16 @@ func TestIDMappedOverlayOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTopmost(t *testing.T) {
+	got := topmost([]string{"/a/b/c", "/a/b", "/a/bc", "/x"})
+	want := map[string]bool{"/a/b": true, "/a/bc": true, "/x": true}
+	if len(got) != 3 {
+		t.Fatalf("topmost = %v", got)
+	}
+	for _, g := range got {
+		if !want[g] {
+			t.Errorf("topmost kept %s", g)
+		}
+	}
+}

@@ -262,7 +262,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	defer unlock()
 	dir := filepath.Join(s.dir, name)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("template %q is not built", name)
+		return fmt.Errorf("template %q: %w", name, ErrNotBuilt)
 	}
 	return s.trash(name)
 }
