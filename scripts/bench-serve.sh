@@ -26,18 +26,5 @@ if [ "${BENCH_SERVE_PRINT:-}" = 1 ]; then
   cat "$out"
   exit 0
 fi
-doc=docs/BENCHMARKS.md
-[ -f "$doc" ] || printf '# Benchmarks\n\nWritten by `make bench`.\n' >"$doc"
-begin='<!-- servebench:begin -->'
-end='<!-- servebench:end -->'
-if grep -qF "$begin" "$doc"; then
-  awk -v b="$begin" -v e="$end" -v f="$out" '
-    $0 == b { print; while ((getline l < f) > 0) print l; skip = 1; next }
-    $0 == e { skip = 0 }
-    !skip { print }' "$doc" >"$doc.tmp"
-  mv "$doc.tmp" "$doc"
-else
-  { printf '\n%s\n' "$begin"; cat "$out"; printf '%s\n' "$end"; } >>"$doc"
-fi
+scripts/bench-section.sh servebench "$out"
 cat "$out"
-echo "bench-serve: wrote the agent serve section of $doc"
