@@ -162,7 +162,7 @@ error); 2 usage error; 3 internal error.`,
 	fs.StringVar(&name, "name", "do", "task name (in the transcript and results)")
 	fs.StringVar(&saveSpec, "save-spec", "", "also write the task as a spec file here (to run it again with agent run --allow-outside)")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "do not stream the agent's steps")
-	registerBackend(fs, &backend)
+	registerBackend(fs, &backend, &lf)
 	return cmd
 }
 

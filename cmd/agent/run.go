@@ -87,7 +87,7 @@ error; 3 internal error. --exit-zero exits 0 whenever the run itself worked.`,
 	fs.BoolVar(&f.allowOutside, "allow-outside", false, "let seed files (from:) come from outside each spec's directory")
 	fs.StringVar(&f.configFile, "config", "", "agent.yaml to use (default: found next to the specs)")
 	fs.BoolVar(&f.noConfig, "no-config", false, "ignore agent.yaml files")
-	registerBackend(fs, &f.backend)
+	registerBackend(fs, &f.backend, &f.lf)
 	return cmd
 }
 

@@ -27,6 +27,8 @@ type localFlags struct {
 	dataDir     string
 	templateDir string
 	runtime     string
+	// maxSandboxes caps the sandboxes a remote backend holds (--max-sandboxes of run, do, chat).
+	maxSandboxes int
 }
 
 func (f *localFlags) register(cmd *cobra.Command) {

@@ -36,6 +36,7 @@ type Sandbox struct {
 	killed bool
 	reason error // why the sandbox ended, when it ended by a limit
 	base   cgroups.Stats
+	token  string // envd's access token (Options.AccessToken)
 
 	timings []Timing
 }
@@ -112,7 +113,7 @@ func (s *Sandbox) ConnectInfo() ConnectInfo {
 		sock = filepath.Join(s.p.envdSockDir(), "envd.sock")
 	}
 	p := s.p
-	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, Dial: func(ctx context.Context) (net.Conn, error) {
+	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, AccessToken: s.token, Dial: func(ctx context.Context) (net.Conn, error) {
 		c, err := dialEnvd(ctx, p, via)
 		if err != nil {
 			return nil, fmt.Errorf("dialing sandbox envd: %w (%w)", err, sandbox.ErrGone)
