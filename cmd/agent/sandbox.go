@@ -126,7 +126,10 @@ func newSandboxCmd() *cobra.Command {
 inside mapped to an unprivileged host uid range, the default seccomp profile, no network but
 loopback, and limits on memory, processes, CPU, disk and lifetime. Their init is agent envd.
 
-State lives in --data-dir, so every agent process sees every sandbox.`,
+State lives in --data-dir, so every agent process sees every sandbox.
+
+pause/resume freeze a sandbox with its memory and processes (its lifetime clock stops); snapshot
+saves its files (not its processes) for create --from and fork. See docs/SNAPSHOTS.md.`,
 	}
 	lf.register(cmd)
 	cmd.AddCommand(newSandboxCreateCmd(lf), newSandboxExecCmd(lf), newSandboxShellCmd(lf), newSandboxLsCmd(lf),
