@@ -59,7 +59,8 @@ type Snapshot struct {
 	// Auto marks a snapshot made for a fork: GC deletes it once no sandbox uses it.
 	Auto bool   `json:"auto,omitempty"`
 	Note string `json:"note,omitempty"`
-	// Took is how long the copy took (the sandbox was frozen meanwhile), and the digest.
+	// FrozenFor is how long the source was frozen (its files being copied); DigestFor how long
+	// the digest took (after the source was thawed).
 	FrozenFor time.Duration `json:"frozen_for"`
 	DigestFor time.Duration `json:"digest_for"`
 }
@@ -77,13 +78,12 @@ var snapIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 func ValidSnapshotID(id string) bool { return snapIDRE.MatchString(id) }
 
 // snapshot store layout: DataDir/snapshots/ID/{snapshot.json,layer/,lock}.
-func (b *Backend) snapDir() string               { return filepath.Join(b.cfg.DataDir, "snapshots") }
-func (b *Backend) snapPath(id string) string     { return filepath.Join(b.snapDir(), id) }
-func snapMeta(dir string) string                 { return filepath.Join(dir, "snapshot.json") }
-func snapLayer(dir string) string                { return filepath.Join(dir, "layer") }
-func snapLock(dir string) string                 { return filepath.Join(dir, "lock") }
-func (p paths) snapLower() string                { return filepath.Join(p.dir, "snap") }
-func (b *Backend) snapLockPath(id string) string { return snapLock(b.snapPath(id)) }
+func (b *Backend) snapDir() string           { return filepath.Join(b.cfg.DataDir, "snapshots") }
+func (b *Backend) snapPath(id string) string { return filepath.Join(b.snapDir(), id) }
+func snapMeta(dir string) string             { return filepath.Join(dir, "snapshot.json") }
+func snapLayer(dir string) string            { return filepath.Join(dir, "layer") }
+func snapLock(dir string) string             { return filepath.Join(dir, "lock") }
+func (p paths) snapLower() string            { return filepath.Join(p.dir, "snap") }
 
 // SnapshotOptions configure Backend.Snapshot.
 type SnapshotOptions struct {
