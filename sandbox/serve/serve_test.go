@@ -224,8 +224,7 @@ func TestCreateConnectGetKillStatusesAndFields(t *testing.T) {
 		t.Fatalf("set timeout 30 s did not move the end (%s) earlier than %s", d2.EndAt, d.EndAt)
 	}
 
-	// Pause is refused honestly; resume of a running sandbox is a conflict.
-	c.do("POST", "/sandboxes/"+sb.SandboxID+"/pause", "{}", nil).wantError(t, http.StatusNotImplemented, "pause")
+	// The legacy resume of a running sandbox is a conflict.
 	c.do("POST", "/sandboxes/"+sb.SandboxID+"/resume", `{"timeout":10}`, nil).wantError(t, http.StatusConflict, "running")
 
 	// Metrics: one sample with every field.
@@ -346,7 +345,9 @@ func TestBadInput(t *testing.T) {
 		{"templateID": "base", "envVars": map[string]string{"BAD=KEY": "x"}},
 		{"templateID": "base", "envVars": map[string]string{"K": "nul\x00"}},
 		{"templateID": "base", "metadata": map[string]string{"": "x"}},
-		{"templateID": "base", "autoPause": true},
+		{"templateID": "base", "autoResume": map[string]any{"enabled": true}},
+		{"templateID": "base", "network": map[string]any{"denyOut": []string{"10.0.0.0/8"}}},
+		{"templateID": "base", "allow_internet_access": false, "network": map[string]any{"allowOut": []string{"not a domain"}}},
 	} {
 		c.do("POST", "/v2/sandboxes", body, nil).wantError(t, 400, "")
 	}
@@ -570,7 +571,8 @@ func TestListFiltersAndPagination(t *testing.T) {
 	if len(none) != 0 {
 		t.Fatalf("metadata filter for nothing: %d", len(none))
 	}
-	// State: nothing here is paused; both spellings of a state list (comma, repeated) work.
+	// State: nothing here is paused (TestPauseResume pauses); both spellings of a state list
+	// (comma, repeated) work.
 	if p, _ := list(url.Values{"state": {"paused"}}); len(p) != 0 {
 		t.Fatalf("paused: %d", len(p))
 	}
