@@ -161,6 +161,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		if errors.Is(err, sandbox.ErrNotFound) {
 			return errorf(http.StatusNotFound, "template %q not found", truncate(req.templateID, 64))
 		}
+		if errors.Is(err, errors.ErrUnsupported) {
+			return errorf(http.StatusNotImplemented, "network %s is not available on this server (its OCI runtime cannot provide it)", truncate(network, 64))
+		}
 		s.log.Error("creating a sandbox", "template", tpl, "err", err)
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			return errorf(http.StatusGatewayTimeout, "creating the sandbox took longer than %s", s.cfg.CreateTimeout)

@@ -102,6 +102,9 @@ func (l *Local) Create(ctx context.Context, spec Spec) (Instance, error) {
 		if errors.Is(err, template.ErrUnknown) {
 			return nil, fmt.Errorf("%w: %w", err, sandbox.ErrNotFound)
 		}
+		if errors.Is(err, local.ErrNetworkUnavailable) {
+			return nil, fmt.Errorf("%w: %w", err, errors.ErrUnsupported)
+		}
 		return nil, err
 	}
 	return &localInstance{s: s, dial: s.ConnectInfo().Dial}, nil

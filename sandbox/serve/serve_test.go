@@ -180,6 +180,13 @@ func TestCreateConnectGetKillStatusesAndFields(t *testing.T) {
 	if d.State != "running" || d.Metadata["k"] != "v w" || d.CPUCount < 1 || d.MemoryMB < 16 || d.DiskSizeMB < 64 {
 		t.Fatalf("detail %+v", d)
 	}
+	// Internet access was asked for, but serve without --allow-internet gives network none, and says so.
+	if d.AllowInternetAccess == nil || *d.AllowInternetAccess || d.Network != nil {
+		t.Fatalf("allowInternetAccess %v, network %+v without AllowInternet", d.AllowInternetAccess, d.Network)
+	}
+	if out := runCommand(t, c, sb, "cat /sys/class/net/eth0/address 2>&1 || echo no eth0"); !strings.Contains(out, "no eth0") {
+		t.Fatalf("a sandbox of a server without AllowInternet has an eth0: %q", out)
+	}
 	if got := d.EndAt.Sub(d.StartedAt); got != 120*time.Second {
 		t.Fatalf("endAt - startedAt = %s, want the 120 s timeout", got)
 	}
