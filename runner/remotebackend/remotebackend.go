@@ -20,6 +20,7 @@ import (
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/e2b"
+	"github.com/agentrun/agent/sandbox/e2b/e2bapi"
 )
 
 // Backend creates remote sandboxes for the runner.
@@ -67,18 +68,27 @@ func (b *Backend) Name() string { return string(b.b.Flavor()) }
 // default "host", which remote providers do not have: it becomes their default ("base"). Resource
 // limits come with the provider's template (E2B sets them per template, not per sandbox); the
 // lifetime becomes the sandbox's timeout. Network: none and internet map to the provider's
-// internet switch; an allow-list is refused (not mapped yet).
+// internet switch; an allow-list to network.allowOut (its domains, *.domains, addresses and CIDRs)
+// with everything else denied, as E2B's API has it.
 func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner.Sandbox, error) {
-	var internet *bool
+	var (
+		internet *bool
+		nc       *e2bapi.NetworkConfig
+	)
+	no, yes := false, true
 	switch req.Network.Mode {
 	case "", spec.NetworkNone:
-		no := false
 		internet = &no
 	case spec.NetworkInternet:
-		yes := true
 		internet = &yes
+	case spec.NetworkAllow:
+		internet = &no
+		nc = &e2bapi.NetworkConfig{AllowOut: append([]string(nil), req.Network.Domains...), DenyOut: []string{"0.0.0.0/0"}}
+		for _, c := range req.Network.CIDRs {
+			nc.AllowOut = append(nc.AllowOut, c.String())
+		}
 	default:
-		return nil, fmt.Errorf("the %s backend has no network mode %q yet: use none or internet", b.Name(), req.Network.String())
+		return nil, fmt.Errorf("the %s backend has no network mode %q", b.Name(), req.Network.String())
 	}
 	tpl := req.Template
 	if tpl == "" || tpl == spec.DefaultTemplate {
@@ -86,19 +96,45 @@ func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner
 	}
 	started := time.Now()
 	s, err := b.b.CreateSandbox(ctx, e2b.CreateOptions{
-		Template: tpl, Timeout: req.Lifetime, Env: req.Env, AllowInternetAccess: internet,
+		Template: tpl, Timeout: req.Lifetime, Env: req.Env, AllowInternetAccess: internet, Network: nc,
 		Metadata: map[string]string{"agent-task": req.Task, "agent-epoch": strconv.Itoa(req.Epoch)},
 	})
 	if err != nil {
 		return nil, err
 	}
-	network := string(spec.NetworkNone)
-	if *internet {
-		network = string(spec.NetworkInternet)
+	if err := checkNetwork(ctx, s, req.Network.Mode); err != nil {
+		kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		_ = s.Kill(kctx)
+		return nil, fmt.Errorf("the %s backend: %w", b.Name(), err)
+	}
+	network := req.Network.String()
+	if req.Network.Mode == "" {
+		network = string(spec.NetworkNone)
 	}
 	return &Sandbox{Sandbox: s, enter: b.enterCommand(s.ID()), info: runner.SandboxInfo{
 		ID: s.ID(), Backend: b.Name(), Template: tpl, Network: network, CreateMS: time.Since(started).Milliseconds(),
 	}}, nil
+}
+
+// checkNetwork makes sure a networked sandbox got the egress it asked for: a provider may grant
+// less (agent serve without --allow-internet gives none), and a task must not run with less network
+// than its spec says without knowing. A provider that does not report egress is trusted.
+func checkNetwork(ctx context.Context, s *e2b.Sandbox, mode spec.NetworkMode) error {
+	if mode != spec.NetworkInternet && mode != spec.NetworkAllow {
+		return nil
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the network of sandbox %s: %w", s.ID(), err)
+	}
+	switch {
+	case mode == spec.NetworkInternet && info.AllowInternetAccess != nil && !*info.AllowInternetAccess:
+		return fmt.Errorf("sandbox %s was created without the internet access the task asks for (the provider refused it; agent serve needs --allow-internet)", s.ID())
+	case mode == spec.NetworkAllow && info.AllowInternetAccess != nil && !*info.AllowInternetAccess && (info.Network == nil || len(info.Network.AllowOut) == 0):
+		return fmt.Errorf("sandbox %s was created without the network allow-list the task asks for (the provider refused it; agent serve needs --allow-internet)", s.ID())
+	}
+	return nil
 }
 
 // enterCommand is the command line that opens a terminal in sandbox id: the provider's CLI

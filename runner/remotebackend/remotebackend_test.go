@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/agent/provider"
+	"github.com/agentrun/agent/internal/fakenet"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
 	"github.com/agentrun/agent/runner"
@@ -20,6 +22,8 @@ import (
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/e2b"
+	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/serve"
 	"github.com/agentrun/agent/sandbox/serve/servetest"
 )
 
@@ -276,5 +280,72 @@ func TestKeepPausesInTheCloudAndReviveResumes(t *testing.T) {
 	}
 	if _, err := b2.Remote().Get(ctx, kept.ID); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("after discard: %v", err)
+	}
+}
+
+// TestNetworkModes: a task's network maps onto the provider's egress settings (internet: the
+// internet switch; an allow-list: network.allowOut with everything else denied), and a provider
+// that grants less than asked (agent serve without --allow-internet) is an error, not a task
+// running with less network than its spec says.
+func TestNetworkModes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	open := func(srv *servetest.Server) *remotebackend.Backend {
+		vars := map[string]string{"E2B_API_KEY": srv.APIKey, "E2B_API_URL": srv.URL, "E2B_SANDBOX_URL": srv.URL}
+		b, err := remotebackend.FromEnv(e2b.FlavorE2B, func(k string) string { return vars[k] }, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	}
+	allow, err := spec.ParseNetwork("allow:allowed.test,203.0.113.0/24")
+	if err != nil {
+		t.Fatal(err)
+	}
+	internet := spec.Network{Mode: spec.NetworkInternet}
+
+	closed := servetest.Start(t, &env, nil, nil)
+	b := open(closed)
+	for _, n := range []spec.Network{internet, allow} {
+		_, err := b.Create(ctx, runner.SandboxRequest{Task: "net", Epoch: 1, Network: n, Lifetime: time.Minute})
+		if err == nil || !strings.Contains(err.Error(), "--allow-internet") {
+			t.Fatalf("network %s on a server without --allow-internet: %v", n, err)
+		}
+	}
+	if n := closed.Serve.Count(); n != 0 {
+		t.Fatalf("%d sandboxes left after refused creates", n)
+	}
+
+	in := fakenet.New(t) // DNS upstream on this machine: no query leaves it
+	srv := servetest.StartWith(t, &env, func(lc *local.Config) {
+		lc.Network.Upstreams = []netip.AddrPort{in.Upstream()}
+	}, func(cfg *serve.Config) { cfg.AllowInternet = true }, nil)
+	b = open(srv)
+	for _, n := range []spec.Network{internet, allow} {
+		sb, err := b.Create(ctx, runner.SandboxRequest{Task: "net", Epoch: 1, Network: n, Lifetime: time.Minute})
+		if err != nil {
+			t.Fatalf("network %s: %v", n, err)
+		}
+		info, err := sb.(*remotebackend.Sandbox).Sandbox.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sb.Info().Network != n.String() {
+			t.Errorf("recorded network %q, want %s", sb.Info().Network, n)
+		}
+		switch n.Mode {
+		case spec.NetworkInternet:
+			if info.AllowInternetAccess == nil || !*info.AllowInternetAccess {
+				t.Errorf("internet: provider reports %v", info.AllowInternetAccess)
+			}
+		case spec.NetworkAllow:
+			if info.Network == nil || strings.Join(info.Network.AllowOut, ",") != "allowed.test,203.0.113.0/24" {
+				t.Errorf("allow-list: provider reports %+v", info.Network)
+			}
+		}
+		if err := sb.Kill(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -117,6 +117,8 @@ type CreateOptions struct {
 	Env map[string]string
 	// AllowInternetAccess asks for (or refuses) outbound internet; nil leaves the provider's default.
 	AllowInternetAccess *bool
+	// Network is the egress configuration (allowOut, denyOut); nil: none sent.
+	Network *e2bapi.NetworkConfig
 }
 
 // Create creates a sandbox and returns it once the provider answered (E2B sandboxes are ready
@@ -188,7 +190,7 @@ func (b *Backend) create(ctx context.Context, o CreateOptions) (*Sandbox, error)
 	}
 	secs := int32(min(max((timeout+time.Second-1)/time.Second, 1), 1<<31-1))
 	body := e2bapi.NewSandbox{
-		TemplateID: tpl, Timeout: &secs, AllowInternetAccess: o.AllowInternetAccess,
+		TemplateID: tpl, Timeout: &secs, AllowInternetAccess: o.AllowInternetAccess, Network: o.Network,
 		Metadata: maps.Clone(o.Metadata), EnvVars: maps.Clone(o.Env),
 	}
 	if body.Metadata == nil {
@@ -415,6 +417,10 @@ type Info struct {
 	MemoryMB    int
 	DiskMB      int
 	EnvdVersion string
+	// AllowInternetAccess and Network are the egress in force, as the provider reports it (Get
+	// only; nil when it does not say).
+	AllowInternetAccess *bool
+	Network             *e2bapi.NetworkConfig
 }
 
 // Get describes a sandbox; sandbox.ErrNotFound when it does not exist (any more).
@@ -429,7 +435,7 @@ func (b *Backend) Get(ctx context.Context, id string) (*Info, error) {
 	return &Info{
 		ID: d.SandboxID, TemplateID: d.TemplateID, Alias: d.Alias, Metadata: d.Metadata, StartedAt: d.StartedAt,
 		EndAt: d.EndAt, State: d.State, CPUs: int(d.CPUCount), MemoryMB: int(d.MemoryMB), DiskMB: int(d.DiskSizeMB),
-		EnvdVersion: d.EnvdVersion,
+		EnvdVersion: d.EnvdVersion, AllowInternetAccess: d.AllowInternetAccess, Network: d.Network,
 	}, nil
 }
 
