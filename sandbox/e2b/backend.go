@@ -4,7 +4,8 @@
 // retried after Retry-After); the data plane is envd, spoken by sandbox/envdclient with the
 // flavor's routing headers and each sandbox's access token.
 //
-// The runner selects it with `--backend e2b|novita` (runner/remotebackend adapts it):
+// The runner selects it with `--sandbox e2b|novita` or a spec's `sandbox:` (runner/remotebackend
+// adapts it):
 //
 //	cfg, err := e2b.ConfigFromEnv(e2b.FlavorNovita, os.Getenv)
 //	cfg.MaxSandboxes = 20

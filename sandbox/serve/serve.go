@@ -1,6 +1,7 @@
 // Package serve exposes sandboxes (local ones, through a Provider) behind the E2B API on one port:
-// the control-plane REST API (create, connect, list, get, set timeout, kill, metrics) and the envd
-// data plane, proxied to each sandbox's envd. The official E2B and Novita SDKs work with it
+// the control-plane REST API (create, connect, list, get, set timeout, pause and resume, kill,
+// metrics) and the envd data plane, proxied to each sandbox's envd. Sandboxes get network none
+// unless Config.AllowInternet lets a create have the internet access or allow-list it asks for. The official E2B and Novita SDKs work with it
 // unmodified when E2B_API_URL/E2B_SANDBOX_URL (NOVITA_API_URL/NOVITA_SANDBOX_URL) name it, and so
 // does this project's remote backend (sandbox/e2b).
 //
