@@ -29,10 +29,11 @@ type Scope struct {
 	// CgroupPrefixes: only cgroups whose path (relative to the hierarchy root) starts with these.
 	CgroupPrefixes []string
 	// ProcessMarkers: only processes whose command line contains one of these strings, plus
-	// processes in a cgroup under one of ProcessCgroupPrefixes, plus this process's descendants.
-	// Both empty: every process.
+	// processes in a cgroup under one of ProcessCgroupPrefixes, plus (with Descendants) this
+	// process's descendants. Markers and cgroup prefixes both empty: every process.
 	ProcessMarkers        []string
 	ProcessCgroupPrefixes []string
+	Descendants           bool
 	// DataDirs: files and directories under these paths.
 	DataDirs []string
 	// LinkPrefixes: only network interfaces whose name starts with one of these (empty: all).
@@ -290,7 +291,7 @@ func processes(sc Scope) []string {
 		if pid == self || in.cmd == "" {
 			continue
 		}
-		keep := descendant(pid) || inCgroups(pid, sc.ProcessCgroupPrefixes)
+		keep := (sc.Descendants && descendant(pid)) || inCgroups(pid, sc.ProcessCgroupPrefixes)
 		for _, m := range sc.ProcessMarkers {
 			if strings.Contains(in.cmd, m) {
 				keep = true

@@ -31,6 +31,7 @@ func TestTakeSeesMountsFilesAndChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = os.WriteFile(filepath.Join(dir, "f"), nil, 0o644)
+	sc.Descendants = true
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
