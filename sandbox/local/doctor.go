@@ -96,6 +96,12 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 			add("idmapped mounts", OK, "supported", "")
 		}
 	}
+	if clash := uidClashes("/etc", DefaultUIDBase, uint64(DefaultMaxSlots)*UIDRange); len(clash) > 0 {
+		add("uid ranges", Warn, fmt.Sprintf("host ids overlap the sandbox range %d-%d: %s", DefaultUIDBase, uint64(DefaultUIDBase)+uint64(DefaultMaxSlots)*UIDRange-1, strings.Join(clash, "; ")),
+			"move those users or subordinate ranges, or give the backend another UIDBase")
+	} else {
+		add("uid ranges", OK, fmt.Sprintf("sandboxes map to host uids %d-%d, used by no host user or subuid range", DefaultUIDBase, uint64(DefaultUIDBase)+uint64(DefaultMaxSlots)*UIDRange-1), "")
+	}
 	if _, err := os.Stat("/dev/loop-control"); err == nil {
 		add("loop devices", OK, "/dev/loop-control", "")
 	} else {
@@ -297,6 +303,38 @@ func probeIDMap(helper string) error {
 		return errors.New("idmapped mount did not map uid 0")
 	}
 	return nil
+}
+
+// uidClashes lists host users, groups and subordinate id ranges (from etcDir) that fall into
+// [base, base+size).
+func uidClashes(etcDir string, base, size uint64) []string {
+	var out []string
+	in := func(lo, n uint64) bool { return lo < uint64(base)+size && lo+n > uint64(base) }
+	for _, f := range []string{"passwd", "group"} {
+		b, _ := os.ReadFile(filepath.Join(etcDir, f))
+		for _, l := range strings.Split(string(b), "\n") {
+			parts := strings.Split(l, ":")
+			if len(parts) > 2 {
+				if id, err := strconv.ParseUint(parts[2], 10, 32); err == nil && in(id, 1) {
+					out = append(out, f+" "+parts[0]+"="+parts[2])
+				}
+			}
+		}
+	}
+	for _, f := range []string{"subuid", "subgid"} {
+		b, _ := os.ReadFile(filepath.Join(etcDir, f))
+		for _, l := range strings.Split(string(b), "\n") {
+			parts := strings.Split(strings.TrimSpace(l), ":")
+			if len(parts) == 3 {
+				lo, e1 := strconv.ParseUint(parts[1], 10, 32)
+				n, e2 := strconv.ParseUint(parts[2], 10, 32)
+				if e1 == nil && e2 == nil && in(lo, n) {
+					out = append(out, f+" "+l)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func kernelAtLeast(release string, major, minor int) bool {
