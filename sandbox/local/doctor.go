@@ -233,6 +233,61 @@ func FixCrunHybrid() ([]string, error) {
 	return mounted, nil
 }
 
+// UndoCrunHybridFix moves controllers moved by FixCrunHybrid back to the v2 hierarchy: it unmounts
+// their v1 hierarchies (mounted: the mount points FixCrunHybrid returned, or every
+// /sys/fs/cgroup/<controller> v1 mount of a controller v2 could hold when nil) and removes the
+// empty cgroups left in them — a v1 hierarchy lives on after its unmount while it holds any group,
+// and keeps its controller away from v2. Groups that still hold processes are left and reported.
+func UndoCrunHybridFix(mounted []string) error {
+	if mounted == nil {
+		h, err := cgroups.Detect()
+		if err != nil {
+			return err
+		}
+		for c, point := range h.V1 {
+			if c == "hugetlb" && point == filepath.Join("/sys/fs/cgroup", c) {
+				mounted = append(mounted, point)
+			}
+		}
+	}
+	var errs []error
+	for _, m := range mounted {
+		c := filepath.Base(m)
+		if err := unix.Unmount(m, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+			continue
+		}
+		_ = os.Remove(m)
+		// Remount the hierarchy privately to empty it, then let it go.
+		tmp, err := os.MkdirTemp("", "agent-cgroup-"+c+"-")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount("cgroup", tmp, "cgroup", 0, c); err == nil {
+			var busy []string
+			dirs := []string{}
+			_ = filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() && p != tmp {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := unix.Rmdir(dirs[i]); err != nil {
+					busy = append(busy, strings.TrimPrefix(dirs[i], tmp))
+				}
+			}
+			_ = unix.Unmount(tmp, 0)
+			if len(busy) > 0 {
+				errs = append(errs, fmt.Errorf("the %s v1 hierarchy still holds groups with processes: %v", c, busy))
+			}
+		}
+		_ = os.Remove(tmp)
+	}
+	return errors.Join(errs...)
+}
+
 func smoke(ctx context.Context, o DoctorOptions, rt string) Check {
 	name := "sandbox smoke test (" + rt + ")"
 	dir, err := os.MkdirTemp(o.DataDir, "doctor-")

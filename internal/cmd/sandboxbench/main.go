@@ -22,7 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -60,10 +59,8 @@ func benchMain() (exit int) {
 			fmt.Fprintln(os.Stderr, "sandboxbench: crun fix:", err)
 		}
 		defer func() {
-			for _, m := range mounted {
-				if err := syscall.Unmount(m, 0); err == nil {
-					_ = os.Remove(m)
-				}
+			if err := local.UndoCrunHybridFix(mounted); err != nil {
+				fmt.Fprintln(os.Stderr, "sandboxbench: undoing the crun fix:", err)
 			}
 		}()
 	}
