@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GOTEST_FLAGS ?= -count=1
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test test-go test-sdk test-fuzz run bench proto clean
+.PHONY: all build deps test test-go test-sdk test-fuzz security run bench proto clean
 
 all: build
 
@@ -31,6 +31,11 @@ test-go:
 
 test-sdk: build
 	@scripts/test-sdk.sh
+
+# The security battery (also part of test-go: ./test/security runs it; this target also rewrites
+# the results table in docs/SECURITY.md).
+security: deps build
+	@scripts/security.sh
 
 # Each fuzz target runs briefly; the corpora under testdata/fuzz are replayed by test-go too.
 test-fuzz:

@@ -9,8 +9,9 @@ go_deps() {
 
 if [ "${1:-}" = go ]; then go_deps; exit 0; fi
 
-# Debian packages: OCI runtimes, template builder, network tools, filesystem tools, headless browser.
-pkgs=(runc crun runsc debootstrap debian-archive-keyring nftables iproute2 uidmap e2fsprogs util-linux procps psmisc git curl ca-certificates)
+# Debian packages: OCI runtimes, template builder, network tools, filesystem tools, headless browser
+# (chromium: the report tests render report.html in it).
+pkgs=(runc crun runsc debootstrap debian-archive-keyring nftables iproute2 uidmap e2fsprogs util-linux procps psmisc git curl ca-certificates chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -89,7 +89,7 @@ operations are confined to --root.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&listen, "listen", "", "TCP address to serve (default 127.0.0.1:49983)")
+	f.StringVar(&listen, "listen", "", "TCP address to serve (default 127.0.0.1:49983), or unix:PATH")
 	f.IntVar(&listenFD, "listen-fd", 0, "serve an inherited listening socket on this file descriptor")
 	f.StringVar(&root, "root", "/", "directory served as the sandbox's world")
 	f.StringVar(&user, "user", "", `default user (default "user" when the world has it, else root)`)
@@ -112,6 +112,17 @@ func openListener(listen string, listenFD int) (net.Listener, error) {
 		if err != nil {
 			return nil, usageError("--listen-fd %d is not a listening socket: %v", listenFD, err)
 		}
+		return ln, nil
+	case strings.HasPrefix(listen, "unix:"):
+		// A socket made inside the sandbox (runtimes that cannot pass one in): it must stay when
+		// PID 1 hands it to the server child and closes its own copy.
+		path := strings.TrimPrefix(listen, "unix:")
+		_ = os.Remove(path)
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", path, err)
+		}
+		ln.SetUnlinkOnClose(false)
 		return ln, nil
 	default:
 		if listen == "" {

@@ -43,7 +43,8 @@ Exit codes:
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
-	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd())
+	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd(),
+		newRunCmd(), newDoCmd(), newChatCmd(), newReportCmd(), newEvalCmd(), newNetdCmd(), newServeCmd())
 	return root
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/agentrun/agent/sandbox/local/mounts"
 	"github.com/agentrun/agent/sandbox/local/ocispec"
 	"github.com/agentrun/agent/sandbox/local/template"
@@ -23,22 +25,24 @@ import (
 // EnvdPath is where the agent binary is mounted (read-only) inside every sandbox.
 const EnvdPath = "/.agent/envd"
 
+// envdTokenEnv carries Options.AccessToken to envd.
+const envdTokenEnv = "AGENT_ENVD_ACCESS_TOKEN"
+
 // create builds a sandbox step by step; on any failure everything done so far is undone.
 func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbox, err error) {
 	if o.Network == "" {
 		o.Network = NetworkNone
 	}
-	netw, err := networkFor(o.Network)
-	if err != nil {
-		return nil, err
-	}
 	rt, err := b.runtime(o.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	if !rt.SupportsPreserveFDs() {
-		return nil, fmt.Errorf("runtime %s cannot pass the envd socket into the sandbox (it has no --preserve-fds); use runc or crun", rt.Name)
+	netw, err := b.networkFor(o.Network, rt.Name)
+	if err != nil {
+		return nil, err
 	}
+	// Without --preserve-fds (runsc), envd makes its socket inside (see envdsock.go).
+	viaSandbox := !rt.SupportsPreserveFDs()
 	t0 := time.Now()
 	var timings []Timing
 	mark := func(step string) {
@@ -89,6 +93,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		Network: netw.Name(), Slot: -1, CgroupsPath: b.cgParent + "/" + id, Limits: lim,
 		Created: time.Now().UTC(), DefaultUser: tpl.DefaultUser, Workdir: tpl.Workdir,
 	}
+	rec.From = o.From
 	if err := writeRecord(p, rec); err != nil {
 		alive.Close()
 		_ = os.RemoveAll(p.dir)
@@ -136,7 +141,25 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", netw.Name(), err)
 	}
-	spec, err := ocispec.New(b.specOpts(rec, tpl, o, netnsPath)...)
+	if ns := netw.Nameserver(id); ns != "" {
+		if err := writeSandboxFile(p.rootfs(), "etc/resolv.conf", "nameserver "+ns+"\noptions edns0\n", int(rec.UIDBase)); err != nil {
+			return nil, err
+		}
+	}
+	mark("network")
+	opts := b.specOpts(rec, tpl, o, netnsPath)
+	if viaSandbox {
+		if err := prepareEnvdSockDir(p, rec.UIDBase); err != nil {
+			return nil, err
+		}
+		args, bind := envdSocketOpts(p)
+		opts = append(opts, bind, func(s *specs.Spec) error {
+			// Replace "--listen-fd 3" with the in-sandbox socket.
+			s.Process.Args = append([]string{s.Process.Args[0], s.Process.Args[1]}, append(args, s.Process.Args[4:]...)...)
+			return nil
+		})
+	}
+	spec, err := ocispec.New(opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -149,19 +172,24 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err := os.Mkdir(p.private(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating private dir: %w", err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.socket(), Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("creating envd socket: %w", err)
-	}
-	ln.SetUnlinkOnClose(false)
-	lnFile, err := ln.File()
-	ln.Close()
-	if err != nil {
-		return nil, fmt.Errorf("creating envd socket: %w", err)
+	var lnFile *os.File
+	if !viaSandbox {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: p.socket(), Net: "unix"})
+		if err != nil {
+			return nil, fmt.Errorf("creating envd socket: %w", err)
+		}
+		ln.SetUnlinkOnClose(false)
+		lnFile, err = ln.File()
+		ln.Close()
+		if err != nil {
+			return nil, fmt.Errorf("creating envd socket: %w", err)
+		}
 	}
 	mark("spec")
 	cerr := rt.Create(ctx, id, ociCreate(p, lnFile, logf))
-	lnFile.Close() // the sandbox holds the only listening fd now: its death refuses connections
+	if lnFile != nil {
+		lnFile.Close() // the sandbox holds the only listening fd now: its death refuses connections
+	}
 	if cerr != nil {
 		msg := logTail(p.log(), 2048)
 		if strings.Contains(msg, "hybrid mode not supported") {
@@ -170,11 +198,16 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		return nil, fmt.Errorf("%w\n%s", cerr, msg)
 	}
 	mark("runtime create")
+	if st, err := rt.State(ctx, id); err != nil {
+		return nil, withLog(err, p.log())
+	} else if err := netw.Attach(ctx, id, st.Pid); err != nil {
+		return nil, fmt.Errorf("network %s: %w", netw.Name(), err)
+	}
 	if err := rt.Start(ctx, id); err != nil {
 		return nil, withLog(err, p.log())
 	}
 	mark("runtime start")
-	if err := waitReady(ctx, p.socket(), b.cfg.ReadyTimeout); err != nil {
+	if err := waitReady(ctx, func(ctx context.Context) (net.Conn, error) { return dialEnvd(ctx, p, viaSandbox) }, b.cfg.ReadyTimeout); err != nil {
 		return nil, withLog(fmt.Errorf("sandbox %s did not become ready: %w", id, err), p.log())
 	}
 	mark("envd ready")
@@ -190,6 +223,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	}
 	s := b.newSandbox(rec, alive)
 	s.timings = timings
+	s.token = o.AccessToken
 	if phase == PhaseRunning {
 		if err := s.connect(ctx); err != nil {
 			return nil, err
@@ -244,7 +278,7 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 	if err := mounts.BindIDMapped(tpl.Rootfs(), p.lower(), ns, mounts.Attr{ReadOnly: true, NoDev: true}); err != nil {
 		return err
 	}
-	if err := mounts.Overlay(p.lower(), p.upper(), p.work(), p.rootfs()); err != nil {
+	if err := b.overlay(p, rec, ns); err != nil {
 		return err
 	}
 	// The overlay holds its own reference to the lower layer.
@@ -273,15 +307,26 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 		"etc/hosts":    "127.0.0.1\tlocalhost " + rec.ID + "\n::1\tlocalhost ip6-localhost ip6-loopback\n",
 	}
 	for name, content := range files {
-		target := filepath.Join(p.rootfs(), name)
-		if err := os.WriteFile(target, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		if err := os.Lchown(target, base, base); err != nil {
+		if err := writeSandboxFile(p.rootfs(), name, content, base); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeSandboxFile writes a file of the sandbox's root before anything runs inside (so no
+// sandbox process can have planted a symlink there), owned by the sandbox's root.
+func writeSandboxFile(rootfs, name, content string, owner int) error {
+	target := filepath.Join(rootfs, name)
+	if fi, err := os.Lstat(target); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if err := os.Remove(target); err != nil {
+			return fmt.Errorf("writing %s: %w", name, err)
+		}
+	}
+	if err := os.WriteFile(target, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("writing %s: %w", name, err)
+	}
+	return os.Lchown(target, owner, owner)
 }
 
 func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netnsPath string) []ocispec.Opt {
@@ -298,6 +343,11 @@ func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netns
 		args = append(args, "--env", k+"="+o.Env[k])
 	}
 	env := []string{"PATH=" + ocispec.DefaultPath, "HOME=/root", "LANG=C.UTF-8", "TERM=xterm"}
+	if o.AccessToken != "" {
+		// envd reads the token from its environment and removes it before anything else runs.
+		args = append(args, "--access-token-env", envdTokenEnv)
+		env = append(env, envdTokenEnv+"="+o.AccessToken)
+	}
 	nproc := uint64(rec.Limits.Pids) * 2
 	if nproc < 1024 {
 		nproc = 1024
@@ -322,13 +372,12 @@ func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netns
 
 // waitReady asks envd's /health over the socket. The socket listens from the start, so the
 // request simply waits until envd serves it.
-func waitReady(ctx context.Context, socket string, timeout time.Duration) error {
+func waitReady(ctx context.Context, dial func(context.Context) (net.Conn, error), timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	c := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
+			return dial(ctx)
 		},
 		DisableKeepAlives: true,
 	}}

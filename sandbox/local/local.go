@@ -28,6 +28,7 @@ import (
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/envdclient"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
+	"github.com/agentrun/agent/sandbox/local/network"
 	"github.com/agentrun/agent/sandbox/local/ociruntime"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
@@ -103,6 +104,8 @@ type ConnectInfo struct {
 	SocketPath string
 	// Dial connects to it (use as the HTTP transport's DialContext; any host name in URLs works).
 	Dial func(ctx context.Context) (net.Conn, error)
+	// AccessToken is the token envd requires as X-Access-Token (Options.AccessToken), or "".
+	AccessToken string
 }
 
 // DefaultConnect is the envd client of a local sandbox: the envd protocol over the sandbox's
@@ -145,7 +148,9 @@ type Config struct {
 	PoolTemplate string
 	// SkipGC skips reclaiming leftovers when the backend opens.
 	SkipGC bool
-	Logger *slog.Logger
+	// Network configures the networked modes (address pool, DNS upstreams, run directory).
+	Network network.Config
+	Logger  *slog.Logger
 }
 
 // Backend creates and tracks local sandboxes.
@@ -157,6 +162,7 @@ type Backend struct {
 	cg        *cgroups.Host
 	templates *template.Store
 	slots     slots
+	net       *network.Manager
 	log       *slog.Logger
 
 	mu    sync.Mutex
@@ -262,6 +268,9 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if b.templates, err = template.NewStore(cfg.TemplateDir, cfg.Templates); err != nil {
 		return nil, err
 	}
+	if b.net, err = networkManager(cfg); err != nil {
+		return nil, err
+	}
 	if !cfg.SkipGC {
 		if _, err := b.GC(ctx); err != nil {
 			b.log.Warn("reclaiming leftovers", "err", err)
@@ -332,13 +341,24 @@ type Options struct {
 	Limits Limits
 	// Env is the sandbox-wide environment of every command.
 	Env map[string]string
-	// Network is the network mode; only "none" (loopback only) exists today.
+	// Network is the network policy in netpolicy form: "none" (default, loopback only),
+	// "internet", or "allow:DOMAIN,*.DOMAIN,CIDR,…" (runner/spec's Network.String()).
 	Network string
+	// AccessToken, when set, is required by the sandbox's envd as X-Access-Token on every request
+	// but /health (and signs /files URLs), as on E2B: for sandboxes whose envd is exposed beyond
+	// this process (agent serve). It is kept in memory only: Get from another process cannot use it.
+	AccessToken string
+	// From starts the sandbox from a snapshot's files (snapshot.go); unset fields take the
+	// snapshot's template and limits.
+	From string
 }
 
 // Create creates a sandbox and returns once its envd answers. The caller owns it: it is killed when
 // its lifetime ends or the backend closes, and reclaimed by GC if this process dies.
 func (b *Backend) Create(ctx context.Context, o Options) (*Sandbox, error) {
+	if o.From != "" {
+		return b.createFrom(ctx, o)
+	}
 	if o.Template == "" {
 		o.Template = DefaultTemplate
 	}
@@ -376,7 +396,7 @@ func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Phase != PhaseRunning {
+	if rec.Phase != PhaseRunning && rec.Phase != PhasePaused {
 		return nil, fmt.Errorf("sandbox %s is %s: %w", id, rec.Phase, sandbox.ErrNotFound)
 	}
 	s := b.newSandbox(rec, nil)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +36,7 @@ type Sandbox struct {
 	killed bool
 	reason error // why the sandbox ended, when it ended by a limit
 	base   cgroups.Stats
+	token  string // envd's access token (Options.AccessToken)
 
 	timings []Timing
 }
@@ -57,7 +59,11 @@ func (b *Backend) newSandbox(rec *Record, alive *lockFile) *Sandbox {
 }
 
 func ociCreate(p paths, listener *os.File, logf *os.File) ociruntime.CreateOpts {
-	return ociruntime.CreateOpts{Bundle: p.dir, PidFile: p.pidFile(), ExtraFiles: []*os.File{listener}, Output: logf}
+	o := ociruntime.CreateOpts{Bundle: p.dir, PidFile: p.pidFile(), Output: logf}
+	if listener != nil {
+		o.ExtraFiles = []*os.File{listener}
+	}
+	return o
 }
 
 // own registers s as owned by this process and arms its lifetime timer.
@@ -102,10 +108,13 @@ func (s *Sandbox) connect(ctx context.Context) error {
 
 // ConnectInfo tells an envd client how to reach this sandbox.
 func (s *Sandbox) ConnectInfo() ConnectInfo {
-	sock := s.p.socket()
-	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, Dial: func(ctx context.Context) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "unix", sock)
+	sock, via := s.p.socket(), s.rec.Runtime == ociruntime.Runsc
+	if via {
+		sock = filepath.Join(s.p.envdSockDir(), "envd.sock")
+	}
+	p := s.p
+	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, AccessToken: s.token, Dial: func(ctx context.Context) (net.Conn, error) {
+		c, err := dialEnvd(ctx, p, via)
 		if err != nil {
 			return nil, fmt.Errorf("dialing sandbox envd: %w (%w)", err, sandbox.ErrGone)
 		}
@@ -169,7 +178,7 @@ func (s *Sandbox) Failure() error {
 	if rt, err := s.b.runtime(s.rec.Runtime); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" {
+		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" && st.Status != "paused" {
 			return withLog(fmt.Errorf("sandbox %s: its init (envd) is %s: %w", s.rec.ID, st.Status, sandbox.ErrGone), s.p.log())
 		}
 	}

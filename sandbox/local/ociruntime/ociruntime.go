@@ -61,9 +61,11 @@ func pkgOf(name string) string { return name }
 func (r *Runtime) global() []string {
 	args := []string{"--root", r.Root}
 	if r.Name == Runsc {
-		// ptrace works everywhere (no KVM needed); gVisor's own network stack is off: the sandbox
-		// network is the namespace the spec gives.
-		args = append(args, "--platform=ptrace", "--network=none")
+		// ptrace works everywhere (no KVM needed); gVisor's own network stack is off (it fails on
+		// kernels ≥ 6.11 with this runsc, gVisor issue 10704), so sandboxes get loopback only.
+		// --host-uds=create lets envd make its socket in a directory bound from the host (runsc
+		// cannot pass a listening socket in); connecting to host sockets stays forbidden.
+		args = append(args, "--platform=ptrace", "--network=none", "--host-uds=create")
 	}
 	return args
 }

@@ -191,6 +191,21 @@ func WithDefaultMounts() Opt {
 	}
 }
 
+// WithBind bind-mounts a host directory at dest (nosuid, nodev, noexec; read-only when asked).
+func WithBind(source, dest string, readonly bool) Opt {
+	return func(s *specs.Spec) error {
+		if !filepath.IsAbs(source) || !filepath.IsAbs(dest) {
+			return fmt.Errorf("bind %s -> %s: paths must be absolute", source, dest)
+		}
+		opts := []string{"rbind", "rw", "nosuid", "nodev", "noexec"}
+		if readonly {
+			opts[1] = "ro"
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: dest, Type: "bind", Source: source, Options: opts})
+		return nil
+	}
+}
+
 // WithReadonlyBind bind-mounts a host file or directory read-only (nosuid, nodev) at dest.
 func WithReadonlyBind(source, dest string) Opt {
 	return func(s *specs.Spec) error {

@@ -164,6 +164,14 @@ func (r *Root) openat2(world string, flags int, mode uint32, resolve uint64) (in
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
+		if err == unix.ENOSYS && r.dir == "/" {
+			// Kernels without openat2 (gVisor before 2023): when the world root is the process's
+			// own root (envd as a sandbox's init), resolving from "/" cannot leave it — ".." stops
+			// at "/" and absolute symlinks start there — so plain openat confines the same way.
+			// Magic links are then followed, which inside a sandbox reach only what its own
+			// processes hold open.
+			return unix.Openat(rootfd, rel(world), flags|unix.O_CLOEXEC, mode)
+		}
 		return fd, err
 	}
 	return -1, unix.EAGAIN

@@ -379,3 +379,17 @@ func atoi(t *testing.T, s string) int {
 	}
 	return n
 }
+
+// waitExec waits until pid runs the program named comm.
+func waitExec(t *testing.T, pid int, comm string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("process %d did not exec %s within %s", pid, comm, d)
+}

@@ -517,6 +517,9 @@ func TestSignalsReachTheProcessGroup(t *testing.T) {
 			t.Fatal("no child pid")
 		}
 		child := atoi(t, rd.out.stdout.String())
+		// Until the child has exec'd sleep it is a shell that still holds the TERM trap, and a
+		// signal caught there is lost at exec: wait for the exec so the test checks delivery.
+		waitExec(t, child, "sleep", 10*time.Second)
 		if _, err := w.client.SendSignal(ctx, connect.NewRequest(&process.SendSignalRequest{Process: pidSel(rd.out.pid), Signal: process.Signal_SIGNAL_SIGTERM})); err != nil {
 			t.Fatal(err)
 		}

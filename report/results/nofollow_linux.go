@@ -1,0 +1,6 @@
+package results
+
+import "syscall"
+
+// syscallNoFollow makes opening a symlink fail instead of following it.
+const syscallNoFollow = syscall.O_NOFOLLOW

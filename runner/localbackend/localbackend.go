@@ -1,0 +1,103 @@
+// Package localbackend plugs the local sandbox backend (sandbox/local: OCI containers run by runc,
+// crun or runsc, with envd as init) into the runner, with the envd client (sandbox/envdclient) as
+// every sandbox's data plane over its host-private socket.
+package localbackend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/agentrun/agent/runner"
+	"github.com/agentrun/agent/runner/spec"
+	"github.com/agentrun/agent/sandbox/envdclient"
+	"github.com/agentrun/agent/sandbox/local"
+)
+
+// Name is the backend's name in results.
+const Name = "local"
+
+// Backend creates local sandboxes for the runner.
+type Backend struct {
+	b *local.Backend
+}
+
+var _ runner.Backend = (*Backend)(nil)
+
+// Open opens the local backend (see local.New); when cfg.Connect is nil, sandboxes are reached with
+// the envd client (Connect).
+func Open(ctx context.Context, cfg local.Config) (*Backend, error) {
+	if cfg.Connect == nil {
+		cfg.Connect = Connect
+	}
+	b, err := local.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{b: b}, nil
+}
+
+// Connect builds the envd client of a local sandbox: every request goes over the sandbox's
+// host-private unix socket; the URL's host only names the server.
+func Connect(ctx context.Context, info local.ConnectInfo) (local.DataPlane, error) {
+	return envdclient.New(envdclient.Config{
+		BaseURL: "http://sandbox-" + info.ID,
+		Dial:    info.Dial,
+	})
+}
+
+// Local returns the underlying backend.
+func (b *Backend) Local() *local.Backend { return b.b }
+
+// Close kills every sandbox this backend still owns.
+func (b *Backend) Close() error { return b.b.Close() }
+
+// Name implements runner.Backend.
+func (b *Backend) Name() string { return Name }
+
+// Create implements runner.Backend. Local sandboxes have no network but loopback; a task asking
+// for more is refused rather than run with less than it asked for.
+func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner.Sandbox, error) {
+	return b.create(ctx, req, "")
+}
+
+// create creates a sandbox for req, from a snapshot's files when from is set.
+func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from string) (runner.Sandbox, error) {
+	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
+		return nil, fmt.Errorf("the local backend has no network mode %q yet: only none (loopback only)", req.Network.String())
+	}
+	started := time.Now()
+	s, err := b.b.Create(ctx, local.Options{
+		Template: req.Template,
+		Env:      req.Env,
+		Network:  local.NetworkNone,
+		Limits: local.Limits{
+			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
+			Lifetime: req.Lifetime,
+		},
+		From: from,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b.wrap(s, started), nil
+}
+
+// wrap describes a local sandbox for the runner.
+func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
+	rec := s.Record()
+	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
+		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
+		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
+	}}
+}
+
+// Sandbox is a local sandbox as the runner sees it.
+type Sandbox struct {
+	*local.Sandbox
+	dataDir string
+	info    runner.SandboxInfo
+}
+
+// Info implements runner.Sandbox.
+func (s *Sandbox) Info() runner.SandboxInfo { return s.info }
