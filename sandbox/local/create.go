@@ -253,11 +253,6 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 	if err := os.Chmod(p.disk(), 0o700); err != nil {
 		return err
 	}
-	// The loop device holds the image open; unlinked now, it is freed when the device is released
-	// (in the kernel, after the unmount), not by the killer, and no image outlives its sandbox.
-	if err := os.Remove(p.image()); err != nil {
-		return fmt.Errorf("unlinking the disk image: %w", err)
-	}
 	mark("disk mount")
 	base := int(rec.UIDBase)
 	if err := os.Mkdir(p.upper(), 0o755); err != nil {
