@@ -143,7 +143,9 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 		v, _ := rt.Version(ctx)
 		switch {
 		case name == ociruntime.Runsc:
-			add("runtime "+name, Warn, v+": installed, but cannot pass the envd socket into a sandbox (no --preserve-fds)", "use runc or crun")
+			// No --preserve-fds: envd makes its socket in a host-bound directory (--host-uds=create).
+			add("runtime "+name, OK, v+" (ptrace platform; envd's socket through --host-uds)", "")
+			usable = append(usable, name)
 		case name == ociruntime.Crun && h != nil && h.Mode == cgroups.Hybrid && len(h.UnifiedControllers) > 0:
 			add("runtime "+name, Warn, fmt.Sprintf("%s: refuses cgroup hybrid mode while controllers %v sit on the v2 hierarchy", v, h.UnifiedControllers),
 				CrunHybridFix(h))

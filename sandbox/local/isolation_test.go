@@ -199,6 +199,6 @@ func runtimesUnderTest(t *testing.T) []string {
 	} else {
 		t.Logf("crun not tested: %s (AGENT_TEST_CRUN_HOST_FIX=1 applies the fix for the test)", reason)
 	}
-	t.Log("runsc not tested: the Debian runsc has no --preserve-fds, so envd's socket cannot be passed in (agent doctor)")
+	// runsc (gVisor) has its own suite: runsc_test.go.
 	return rts
 }
