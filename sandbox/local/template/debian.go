@@ -59,11 +59,26 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 	defer cancel()
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8"}
 
-	progress("debootstrap: starting")
-	err = runPhased(ctx, progress, "debootstrap", env, "debootstrap", "--variant=minbase", "--include=ca-certificates", suite, rootfs, mirror)
-	if err != nil {
-		if b, rerr := os.ReadFile(filepath.Join(rootfs, "debootstrap", "debootstrap.log")); rerr == nil {
-			return Meta{}, fmt.Errorf("%w\ndebootstrap.log (end):\n%s", err, lastBytes(b, 4096))
+	// A mirror (or the proxy in front of it) drops a download now and then; debootstrap gives up
+	// on the first miss, before it unpacks anything. Downloads are retried in the same target,
+	// where what already arrived is validated and kept.
+	for attempt := 1; ; attempt++ {
+		progress("debootstrap: starting")
+		err = runPhased(ctx, progress, "debootstrap", env, "debootstrap", "--variant=minbase", "--include=ca-certificates", suite, rootfs, mirror)
+		if err == nil {
+			break
+		}
+		log, _ := os.ReadFile(filepath.Join(rootfs, "debootstrap", "debootstrap.log"))
+		if attempt < 4 && downloadFailed(err, log) && ctx.Err() == nil {
+			progress(fmt.Sprintf("debootstrap: a download failed, retrying (attempt %d of 4)", attempt+1))
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * 5 * time.Second):
+			}
+			continue
+		}
+		if len(log) > 0 {
+			return Meta{}, fmt.Errorf("%w\ndebootstrap.log (end):\n%s", err, lastBytes(log, 4096))
 		}
 		return Meta{}, err
 	}
@@ -91,10 +106,10 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 		_ = os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), nil, 0o644)
 	}
 	progress("apt: update")
-	if err := runPhased(ctx, progress, "apt", env, "chroot", rootfs, "apt-get", "update", "-q"); err != nil {
+	if err := runPhased(ctx, progress, "apt", env, "chroot", rootfs, "apt-get", "-o", "Acquire::Retries=5", "update", "-q"); err != nil {
 		return Meta{}, err
 	}
-	args := append([]string{rootfs, "apt-get", "install", "-y", "-q", "--no-install-recommends"}, DebianPackages...)
+	args := append([]string{rootfs, "apt-get", "-o", "Acquire::Retries=5", "install", "-y", "-q", "--no-install-recommends"}, DebianPackages...)
 	if err := runPhased(ctx, progress, "apt", env, "chroot", args...); err != nil {
 		return Meta{}, err
 	}
@@ -303,4 +318,16 @@ func HostDebianMirror(aptDir string) string {
 		}
 	}
 	return ""
+}
+
+// downloadFailed tells a debootstrap that failed fetching (worth retrying) from one that failed
+// otherwise.
+func downloadFailed(err error, log []byte) bool {
+	text := err.Error() + "\n" + string(log)
+	for _, m := range []string{"Couldn't download", "Failed getting release file", "Failed getting release signature file", "Couldn't retrieve"} {
+		if strings.Contains(text, m) {
+			return true
+		}
+	}
+	return false
 }

@@ -184,3 +184,20 @@ func TestFailedBuildLeavesNoMount(t *testing.T) {
 		}
 	}
 }
+
+func TestDownloadFailed(t *testing.T) {
+	for _, c := range []struct {
+		err  string
+		log  string
+		want bool
+	}{
+		{"debootstrap --variant=minbase: exit status 1\nE: Couldn't download packages: adduser", "", true},
+		{"debootstrap: exit status 1", "E: Failed getting release file http://mirror/dists/bookworm/Release", true},
+		{"debootstrap: exit status 1", "W: Failure trying to run: chroot dpkg --force-depends --install", false},
+		{"debootstrap: signal: killed", "", false},
+	} {
+		if got := downloadFailed(errors.New(c.err), []byte(c.log)); got != c.want {
+			t.Errorf("downloadFailed(%q, %q) = %v, want %v", c.err, c.log, got, c.want)
+		}
+	}
+}
