@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -161,6 +162,7 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 // the error.
 func runPhased(ctx context.Context, progress func(string), tool string, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	killGroupOnCancel(cmd)
 	cmd.Env = env
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -276,6 +278,7 @@ func phaseOf(line string) string {
 
 func chroot(ctx context.Context, rootfs string, args ...string) error {
 	cmd := exec.CommandContext(ctx, "chroot", append([]string{rootfs}, args...)...)
+	killGroupOnCancel(cmd)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("chroot %v: %w: %s", args, err, out)
@@ -318,6 +321,13 @@ func HostDebianMirror(aptDir string) string {
 		}
 	}
 	return ""
+}
+
+// killGroupOnCancel runs cmd in its own process group and kills the whole group when its context
+// ends: debootstrap and apt run wget, dpkg and maintainer scripts that would outlive them.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 }
 
 // downloadFailed tells a debootstrap that failed fetching (worth retrying) from one that failed
