@@ -59,6 +59,18 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8"}
+	// debootstrap fetches with wget, whose defaults wait 15 minutes on a stalled transfer: give up
+	// on a silent connection after 30 s and try again instead.
+	wgetrc, err := os.CreateTemp("", "agent-wgetrc-")
+	if err != nil {
+		return Meta{}, fmt.Errorf("wget settings: %w", err)
+	}
+	defer os.Remove(wgetrc.Name())
+	_, werr := wgetrc.WriteString("timeout = 30\ntries = 5\nwaitretry = 2\nretry_connrefused = on\n")
+	if cerr := wgetrc.Close(); werr != nil || cerr != nil {
+		return Meta{}, fmt.Errorf("wget settings: %w", errors.Join(werr, cerr))
+	}
+	env = append(env, "WGETRC="+wgetrc.Name())
 
 	// A mirror (or the proxy in front of it) drops a download now and then; debootstrap gives up
 	// on the first miss, before it unpacks anything. Downloads are retried in the same target,
@@ -107,10 +119,10 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 		_ = os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), nil, 0o644)
 	}
 	progress("apt: update")
-	if err := runPhased(ctx, progress, "apt", env, "chroot", rootfs, "apt-get", "-o", "Acquire::Retries=5", "update", "-q"); err != nil {
+	if err := runPhased(ctx, progress, "apt", env, "chroot", rootfs, "apt-get", "-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=30", "update", "-q"); err != nil {
 		return Meta{}, err
 	}
-	args := append([]string{rootfs, "apt-get", "-o", "Acquire::Retries=5", "install", "-y", "-q", "--no-install-recommends"}, DebianPackages...)
+	args := append([]string{rootfs, "apt-get", "-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=30", "install", "-y", "-q", "--no-install-recommends"}, DebianPackages...)
 	if err := runPhased(ctx, progress, "apt", env, "chroot", args...); err != nil {
 		return Meta{}, err
 	}
