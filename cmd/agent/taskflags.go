@@ -114,7 +114,7 @@ func (o *overrideFlags) register(fs *pflag.FlagSet, withRepeat bool) {
 	fs.StringVar(&o.memory, "memory", "", "sandbox memory limit, e.g. 1GiB")
 	fs.Float64Var(&o.cpus, "cpus", 0, "sandbox CPU limit in cores")
 	fs.StringVar(&o.workdir, "workdir", "", "absolute working directory in the sandbox (default /home/user)")
-	fs.StringVar(&o.network, "network", "", "sandbox network: none, internet or allow:DOMAIN,CIDR,… (the local backend has none only)")
+	fs.StringVar(&o.network, "network", "", "sandbox network: none, internet or allow:DOMAIN,CIDR,… (locally, networked modes need runc or crun)")
 	fs.StringVar(&o.system, "system", "", "system prompt replacing the agent's default one")
 	fs.StringArrayVar(&o.env, "env", nil, "environment variable KEY=VALUE for setup, the agent's commands and checks (repeatable)")
 	if withRepeat {
