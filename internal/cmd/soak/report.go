@@ -97,6 +97,13 @@ func writeReport(path string, r *result) error {
 	p("- Crashes of the runner: %d. Leaks found: %d. Containment violations: %d. Unexpected outcomes: %d.\n", crashes, leaks, violations, unexpected)
 	p("- Runner memory and files: %s — %s.\n", why, map[bool]string{true: "stable", false: "**growing**"}[stable])
 	p("- `agent sandbox gc` afterwards: %s\n", orNone(r.gc))
+	var waited time.Duration
+	for _, rr := range r.rounds {
+		waited += rr.Waited
+	}
+	if waited >= time.Second {
+		p("- Time spent waiting between rounds for the host-wide fake internet (held by other tests on the machine): %s.\n", waited.Round(time.Second))
+	}
 	for _, n := range r.notes {
 		p("- Note: %s\n", n)
 	}

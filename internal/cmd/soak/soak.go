@@ -67,6 +67,7 @@ type roundResult struct {
 	N          int
 	Started    time.Time
 	Duration   time.Duration
+	Waited     time.Duration // for the host-wide fake internet, before the round
 	Exit       int
 	Crash      string
 	Expected   int
@@ -119,7 +120,7 @@ func (s *soak) run(ctx context.Context) (*result, error) {
 		if n > 1 && time.Now().Add(last).After(deadline) {
 			break
 		}
-		rr, kinds, err := s.round(ctx, n)
+		rr, kinds, err := s.round(ctx, n, deadline)
 		if rr != nil {
 			res.rounds = append(res.rounds, rr)
 			last = rr.Duration
@@ -174,7 +175,7 @@ func (s *soak) warmUp(ctx context.Context) error {
 }
 
 // round runs one `agent run` and checks what it left.
-func (s *soak) round(ctx context.Context, n int) (*roundResult, []kind, error) {
+func (s *soak) round(ctx context.Context, n int, deadline time.Time) (*roundResult, []kind, error) {
 	dir := filepath.Join(s.cfg.work, fmt.Sprintf("round-%03d", n))
 	suite, out := filepath.Join(dir, "suite"), filepath.Join(dir, "results")
 	if err := os.MkdirAll(suite, 0o755); err != nil {
@@ -195,17 +196,19 @@ func (s *soak) round(ctx context.Context, n int) (*roundResult, []kind, error) {
 		return nil, nil, err
 	}
 	defer srv.Close()
-	in, err := fakenet.Start()
+	waitStart := time.Now()
+	in, err := startFakenet(ctx, deadline)
 	if err != nil {
 		return nil, nil, fmt.Errorf("fake internet: %w", err)
 	}
+	waited := time.Since(waitStart)
 	defer func() {
 		in.Close()
 		time.Sleep(fakenetPause)
 	}()
 	canaryBefore := s.canary.hits.Load()
 
-	rr := &roundResult{N: n, Started: time.Now(), Outcomes: map[string]map[string]int{}}
+	rr := &roundResult{N: n, Started: time.Now(), Waited: waited, Outcomes: map[string]map[string]int{}}
 	for _, k := range kinds {
 		rr.Expected += k.repeat
 	}
@@ -265,6 +268,42 @@ func (s *soak) round(ctx context.Context, n int) (*roundResult, []kind, error) {
 		slog.Warn("round has findings; its results are kept", "dir", dir)
 	}
 	return rr, kinds, nil
+}
+
+// startFakenet builds the fake internet, waiting for other users of it (the security battery, the
+// network tests: there is one per host) until deadline.
+func startFakenet(ctx context.Context, deadline time.Time) (*fakenet.Internet, error) {
+	type started struct {
+		in  *fakenet.Internet
+		err error
+	}
+	for {
+		ch := make(chan started, 1)
+		// fakenet.Start waits for the host-wide lock without a context; an abandoned start
+		// closes what it gets.
+		go func() {
+			in, err := fakenet.Start()
+			ch <- started{in, err}
+		}()
+		select {
+		case r := <-ch:
+			if r.err == nil {
+				return r.in, nil
+			}
+			if time.Now().After(deadline) {
+				return nil, r.err
+			}
+			slog.Warn("the fake internet is busy or failed; retrying", "err", r.err)
+			time.Sleep(time.Second)
+		case <-ctx.Done():
+			go func() {
+				if r := <-ch; r.in != nil {
+					r.in.Close()
+				}
+			}()
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // account reads every task's result: each task epoch must have exactly one finished result, and
