@@ -1,8 +1,10 @@
 package runner_test
 
 import (
+	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"github.com/agentrun/agent/internal/runnertest"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/localbackend"
+	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/network"
 )
@@ -166,5 +169,22 @@ checks:
 	}
 	if !strings.Contains(rep, "network allow:allowed.test, internet, none") {
 		t.Errorf("report.md does not list the network modes:\n%s", rep)
+	}
+
+	// gVisor cannot give this host's sandboxes a network: the task asking for one is refused,
+	// never run with less.
+	if _, err := exec.LookPath("runsc"); err == nil {
+		gb, err := localbackend.Open(ctx, local.Config{DataDir: dd, Binary: agentBin, Runtime: "runsc", SkipGC: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer gb.Close()
+		n, _ := spec.ParseNetwork("allow:allowed.test")
+		if sb, err := gb.Create(ctx, runner.SandboxRequest{Template: "host", Network: n, Lifetime: time.Minute}); !errors.Is(err, local.ErrNetworkUnavailable) {
+			if sb != nil {
+				_ = sb.Kill(ctx)
+			}
+			t.Errorf("runsc with an allow-list: %v, want ErrNetworkUnavailable", err)
+		}
 	}
 }
