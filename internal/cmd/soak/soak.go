@@ -246,7 +246,12 @@ func (s *soak) round(ctx context.Context, n int, deadline time.Time) (*roundResu
 	if rr.Crash == "" && rr.Exit != 0 {
 		rr.Crash = fmt.Sprintf("exit %d", rr.Exit)
 	}
-	if rctx.Err() != nil && ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+		// The soak itself was interrupted, and interrupted the runner: not a crash (the
+		// interrupted tasks are reported as not finished).
+		rr.Crash = ""
+	case rctx.Err() != nil:
 		rr.Crash = strings.TrimSpace(rr.Crash + " (round timed out)")
 	}
 	if log, err := os.ReadFile(filepath.Join(dir, "runner.log")); err == nil {
