@@ -67,6 +67,9 @@ type Task struct {
 	Env map[string]string
 	// Limits bound the task.
 	Limits Limits
+	// Seed is sent with every model call when not nil, for endpoints that sample
+	// deterministically with a seed.
+	Seed *int64
 }
 
 // Limits bound a task. Zero values mean no limit, except MaxSteps (DefaultMaxSteps) and the tool

@@ -183,7 +183,7 @@ func (l *loop) run(ctx context.Context) (*Result, error) {
 // when the model answered without calls, or the task's end.
 func (l *loop) step(ctx, tctx context.Context, step int) ([]provider.ToolCall, bool, *Result, error) {
 	l.emit(Event{Type: EventStepStart, Step: step})
-	req := &provider.Request{Model: l.model.Model, Messages: l.msgs, Tools: l.specs, MaxOutputTokens: l.lim.MaxOutputTokens}
+	req := &provider.Request{Model: l.model.Model, Messages: l.msgs, Tools: l.specs, MaxOutputTokens: l.lim.MaxOutputTokens, Seed: l.task.Seed}
 	hooks := provider.Hooks{
 		OnDelta: func(d provider.Delta) {
 			e := Event{Type: EventDelta, Step: step, Text: d.Content, Reasoning: d.Reasoning}
@@ -350,6 +350,7 @@ func (l *loop) end(reason Reason, detail string, cause error) (*Result, error) {
 	if reason == ReasonCompleted {
 		tr.FinalAnswer = l.lastFinal
 	}
+	tr.Background = backgroundRecord(l.set.Background())
 	res := &Result{
 		End:         end,
 		Steps:       l.steps,
@@ -412,6 +413,18 @@ func historyMessage(m provider.Message) transcript.Message {
 		tm.ToolCalls = append(tm.ToolCalls, transcript.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments, ArgumentsOverflow: c.ArgumentsOverflow})
 	}
 	return tm
+}
+
+func backgroundRecord(bg []tools.BackgroundCommand) []transcript.Background {
+	var out []transcript.Background
+	for _, c := range bg {
+		state := c.Status
+		if c.Running {
+			state = "running"
+		}
+		out = append(out, transcript.Background{PID: c.PID, Command: c.Command, State: state, ExitCode: c.ExitCode, OutputBytes: c.OutputBytes})
+	}
+	return out
 }
 
 func usageRecord(u provider.Usage) transcript.Usage {

@@ -29,6 +29,9 @@ type task struct {
 	baseHash map[string]string // content hashes of base's small files
 
 	gone bool // the sandbox stopped answering: skip what needs it
+
+	cont     *continuation // the interrupted session this task continues (keep.go)
+	building *forkBase     // the shared setup this epoch builds (fork.go)
 }
 
 // runJob carries out one job and writes its results. The error is for the results directory only
@@ -36,6 +39,11 @@ type task struct {
 func (r *Runner) runJob(ctx context.Context, j *job) (*TaskResult, error) {
 	s := j.spec
 	dir := filepath.Join(r.cfg.Out, j.dir)
+	// An interrupted task continues in its kept sandbox when it can (read before the clearing).
+	cont := r.loadContinuation(j, dir)
+	if cont == nil {
+		r.discardKept(ctx, j)
+	}
 	// A re-run (resume after an edit, or of a canceled task) starts from an empty directory.
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("clearing %s: %w", dir, err)
@@ -47,7 +55,7 @@ func (r *Runner) runJob(ctx context.Context, j *job) (*TaskResult, error) {
 		SchemaVersion: ResultSchema, Task: s.Name, Epoch: j.epoch, Epochs: max(s.Repeat, 1),
 		SpecFile: s.File, SpecDigest: s.Digest, Model: j.model, Tags: s.Tags, Dir: j.dir,
 		StartedAt: time.Now().UTC(),
-	}}
+	}, cont: cont}
 	r.emit(Event{Type: EventTaskStart, Task: s.Name, Epoch: j.epoch})
 	werr := t.run(ctx)
 	res := t.res
@@ -161,10 +169,12 @@ func (t *task) run(ctx context.Context) error {
 	tctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	// Sandbox.
+	// Sandbox: fresh, forked from the task's shared setup, or the kept one of an interrupted
+	// session (keep.go, fork.go).
 	t.phase("sandbox")
 	started := time.Now()
-	sb, err := t.r.backend.Create(tctx, t.request())
+	defer func() { t.endFork(nil) }()
+	sb, prepared, err := t.sandbox(ctx, tctx)
 	t.res.Phases.SandboxMS = time.Since(started).Milliseconds()
 	if err != nil {
 		t.sandboxErr(ctx, tctx, "creating the sandbox", err)
@@ -178,17 +188,19 @@ func (t *task) run(ctx context.Context) error {
 	defer t.kill(ctx)
 
 	// Seed files.
-	t.phase("seed")
-	started = time.Now()
-	err = t.seed(tctx)
-	t.res.Phases.SeedMS = time.Since(started).Milliseconds()
-	if err != nil {
-		t.sandboxErr(ctx, tctx, "seeding files", err)
-		return nil
+	if !prepared {
+		t.phase("seed")
+		started = time.Now()
+		err = t.seed(tctx)
+		t.res.Phases.SeedMS = time.Since(started).Milliseconds()
+		if err != nil {
+			t.sandboxErr(ctx, tctx, "seeding files", err)
+			return nil
+		}
 	}
 
 	// Setup.
-	if len(s.Setup) > 0 {
+	if len(s.Setup) > 0 && !prepared {
 		t.phase("setup")
 		started = time.Now()
 		werr := t.setup(ctx, tctx)
@@ -196,6 +208,7 @@ func (t *task) run(ctx context.Context) error {
 		if werr != nil {
 			return werr
 		}
+		t.shareSetup(tctx)
 		if t.res.Status == StatusError {
 			return nil
 		}
@@ -284,14 +297,16 @@ func (t *task) kill(ctx context.Context) {
 	defer cancel()
 	// What the network refused is read while the sandbox's network still exists.
 	t.networkReport(kctx)
+	if t.keep(ctx) {
+		_ = t.sb.Close()
+		t.res.Phases.KillMS = time.Since(started).Milliseconds()
+		return
+	}
 	if err := t.sb.Kill(kctx); err != nil {
 		t.warn("killing sandbox %s: %v", t.sb.ID(), err)
 	}
 	_ = t.sb.Close()
 	t.res.Phases.KillMS = time.Since(started).Milliseconds()
-	if t.s.Keep != "" && t.s.Keep != spec.KeepNone {
-		t.warn("keep: %s is not supported by the runner yet; the sandbox was destroyed", t.s.Keep)
-	}
 }
 
 // networkMode is a task's network mode before anything is known of its refusals; policy is what
@@ -483,6 +498,10 @@ func (t *task) agent(ctx context.Context, deadline time.Time) error {
 			MaxResultBytes: int(s.Limits.MaxOutput),
 		},
 	}
+	seed := cellSeed(t.j.model, s.Name, t.j.epoch)
+	task.Seed = &seed
+	t.res.Seed = &seed
+	t.continueTask(&task)
 	epoch := t.j.epoch
 	obs := func(e agent.Event) {
 		t.r.emit(Event{Type: EventAgent, Task: s.Name, Epoch: epoch, Agent: &e})

@@ -127,6 +127,22 @@ func Report(info *RunInfo, sum *Summary) string {
 			b.WriteString("\n")
 		}
 	}
+	var kept []SummaryTask
+	for _, t := range sum.Tasks {
+		if t.Kept != nil {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) > 0 {
+		b.WriteString("\n### Kept sandboxes\n\nPaused with their memory, processes and files; enter one with its command, reclaim them with `agent sandbox gc --older-than DURATION`.\n\n")
+		for _, t := range kept {
+			status := string(t.Status)
+			if t.NotRun {
+				status = "interrupted (continued by `agent run --resume`)"
+			}
+			fmt.Fprintf(&b, "- **%s** (%s): %s\n", cellName(t, multi), status, code(t.Kept.Command))
+		}
+	}
 	var refused []SummaryTask
 	for _, t := range sum.Tasks {
 		if t.NetworkRefused > 0 {

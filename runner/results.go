@@ -174,6 +174,9 @@ type TaskResult struct {
 	SpecFile   string `json:"spec_file"`
 	SpecDigest string `json:"spec_digest"`
 	Model      string `json:"model"`
+	// Seed is the sampling seed sent with every model call: derived from model, task and epoch,
+	// so a rerun of the same cell asks for the same sampling (endpoints may ignore it).
+	Seed *int64 `json:"seed,omitempty"`
 	// Provider is the endpoint that served the model ("replay" for a replay).
 	Provider string `json:"provider,omitempty"`
 	// Replayed names the transcript played back, for a replay.
@@ -195,6 +198,13 @@ type TaskResult struct {
 	Checks CheckCounts `json:"checks"`
 	// Artifacts lists the files collected (under files/) and those skipped.
 	Artifacts *Artifacts `json:"artifacts,omitempty"`
+	// Kept describes the sandbox kept after the task (--keep): paused, with the command to enter it.
+	Kept *KeptSandbox `json:"kept,omitempty"`
+	// ForkedFrom is the snapshot of the task's shared setup the sandbox was created from
+	// (fork_setup): the setup ran once, in another epoch's sandbox.
+	ForkedFrom string `json:"forked_from,omitempty"`
+	// Resumed is set when the task continued an interrupted session in its kept sandbox.
+	Resumed *Continued `json:"resumed,omitempty"`
 	// Warnings are problems that did not decide the status (a sandbox that would not die, an
 	// unreadable listing).
 	Warnings []string `json:"warnings,omitempty"`
@@ -394,8 +404,10 @@ type SummaryTask struct {
 	NetworkRefused int      `json:"network_refused,omitempty"`
 	NetworkSample  []string `json:"network_sample,omitempty"`
 	// Reused is set when the result came from an earlier session (--resume).
-	Reused bool   `json:"reused,omitempty"`
-	Dir    string `json:"dir"`
+	Reused bool `json:"reused,omitempty"`
+	// Kept is the sandbox kept after the task (--keep).
+	Kept *KeptSandbox `json:"kept,omitempty"`
+	Dir  string       `json:"dir"`
 }
 
 // FailedCheck is a failing check in the summary.

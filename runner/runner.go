@@ -139,6 +139,9 @@ type job struct {
 	prev   *TaskResult
 	result *TaskResult
 	reused bool
+	// interrupted is the result of an earlier session's interrupted run of this job, when that
+	// session kept its sandbox (keep.go).
+	interrupted *TaskResult
 }
 
 // Runner runs one suite into one results directory.
@@ -152,6 +155,8 @@ type Runner struct {
 
 	mu   sync.Mutex // guards info, the jobs' results and the summary files
 	info RunInfo
+
+	forks forkBases // shared setups (fork_setup)
 }
 
 // New checks the configuration and prepares the jobs; it resolves every task's model, so a task
@@ -260,6 +265,7 @@ func (r *Runner) Run(ctx context.Context, backend Backend) (*Summary, error) {
 		})
 	}
 	runErr := g.Wait()
+	r.removeForks(ctx)
 	ended := time.Now().UTC()
 	interrupted := rctx.Err() != nil
 
@@ -310,8 +316,11 @@ func (r *Runner) prepare(started time.Time) error {
 			if err := readJSON(filepath.Join(out, j.dir, ResultFile), &res); err != nil {
 				continue
 			}
-			if res.Finished() && res.SpecDigest == j.spec.Digest && res.Model == j.model && res.Epoch == j.epoch && res.Task == j.spec.Name {
+			same := res.SpecDigest == j.spec.Digest && res.Model == j.model && res.Epoch == j.epoch && res.Task == j.spec.Name
+			if res.Finished() && same {
 				j.prev, j.result, j.reused = &res, &res, true
+			} else if same && res.Kept != nil {
+				j.interrupted = &res
 			}
 		}
 	} else {
@@ -479,7 +488,7 @@ func (r *Runner) summary(ended *time.Time) (*Summary, error) {
 			}
 		}
 		if res != nil {
-			t.DurationMS, t.Checks = res.DurationMS, res.Checks
+			t.DurationMS, t.Checks, t.Kept = res.DurationMS, res.Checks, res.Kept
 			if res.Agent != nil {
 				t.Steps, t.Tokens = res.Agent.Steps, res.Agent.Usage.TotalTokens
 				sum.Tokens += t.Tokens

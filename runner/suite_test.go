@@ -126,6 +126,17 @@ func TestExampleSuiteScripted(t *testing.T) {
 		t.Errorf("step limit detail = %q (agent.yaml sets max_steps 30)", d)
 	}
 
+	// Every model call carries the cell's seed, and result.json records it.
+	if fmSeed := taskResult(t, out, "fix-median").Seed; fmSeed == nil {
+		t.Error("result.json of fix-median has no seed")
+	} else {
+		for _, req := range srv.Requests() {
+			if req.Model == "m-fix-median" && (req.Seed == nil || *req.Seed != *fmSeed) {
+				t.Errorf("model call seed %v, want the recorded %d", req.Seed, *fmSeed)
+			}
+		}
+	}
+
 	// The wrong solution fails the checks that catch it, and only those.
 	var checks runner.ChecksDoc
 	readJSON(t, filepath.Join(out, "tasks", "fizzbuzz", "checks.json"), &checks)

@@ -262,3 +262,22 @@ func TestFmt(t *testing.T) {
 		}
 	}
 }
+
+func TestCellSeed(t *testing.T) {
+	a := cellSeed("m", "task", 1)
+	if a != cellSeed("m", "task", 1) {
+		t.Fatal("seed not stable")
+	}
+	seen := map[int64]bool{a: true}
+	for _, s := range []int64{cellSeed("m", "task", 2), cellSeed("n", "task", 1), cellSeed("m", "other", 1)} {
+		if seen[s] {
+			t.Fatalf("seed %d repeats across cells", s)
+		}
+		seen[s] = true
+	}
+	for s := range seen {
+		if s < 0 || s > 1<<31-1 {
+			t.Fatalf("seed %d outside 31 bits", s)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package runner
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"unicode/utf8"
@@ -72,3 +74,10 @@ func (b *boundedBuffer) Bytes() []byte {
 
 // String returns Bytes as a string.
 func (b *boundedBuffer) String() string { return string(b.Bytes()) }
+
+// cellSeed derives the sampling seed of one cell (model × task × epoch): stable across runs and
+// machines, different between epochs, and within 31 bits since some endpoints take an int32.
+func cellSeed(model, task string, epoch int) int64 {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", model, task, epoch)))
+	return int64(binary.BigEndian.Uint32(h[:4]) & 0x7fffffff)
+}

@@ -13,17 +13,4 @@ trap 'rm -f "$out"' EXIT
 # -fix-crun: on a cgroup hybrid host, apply the documented crun host fix for the run, undo it after.
 bin/sandboxbench -binary bin/agent -fix-crun -n "${SANDBOX_BENCH_N:-50}" -density "${SANDBOX_BENCH_DENSITY:-500}" \
   ${SANDBOX_BENCH_ARGS:-} >"$out"
-doc=docs/BENCHMARKS.md
-[ -f "$doc" ] || printf '# Benchmarks\n\nWritten by `make bench`.\n' >"$doc"
-begin='<!-- sandboxbench:begin -->'
-end='<!-- sandboxbench:end -->'
-if grep -qF "$begin" "$doc"; then
-  awk -v b="$begin" -v e="$end" -v f="$out" '
-    $0 == b { print; while ((getline l < f) > 0) print l; skip = 1; next }
-    $0 == e { skip = 0 }
-    !skip { print }' "$doc" >"$doc.tmp"
-  mv "$doc.tmp" "$doc"
-else
-  { printf '\n%s\n' "$begin"; cat "$out"; printf '%s\n' "$end"; } >>"$doc"
-fi
-echo "bench-sandbox: wrote the local sandbox section of $doc"
+scripts/bench-section.sh sandboxbench "$out"

@@ -67,4 +67,6 @@ if [ -f "$out/report.md" ]; then
   cat "$out/report.md"
   if [ -n "${GITHUB_STEP_SUMMARY:-}" ]; then cat "$out/report.md" >>"$GITHUB_STEP_SUMMARY"; fi
 fi
+echo
+scripts/serve-demo.sh || log "the agent serve demo failed"
 exit "$rc"

@@ -3,13 +3,17 @@
 # `e2b` and `novita-sandbox` (pytest), pinned by test/sdk/js/package-lock.json and
 # test/sdk/python/requirements.lock.
 #
-# SDK_MODE=debug (default): starts a standalone `bin/agent envd` on 127.0.0.1:49983 over a temporary
+# SDK_MODE unset (make test-sdk): the debug phase, then the serve phase.
+# SDK_MODE=debug: starts a standalone `bin/agent envd` on 127.0.0.1:49983 over a temporary
 #   world root (root + `user` uid 1000) and runs every suite in the SDKs' debug mode, which talks to
 #   http://localhost:49983 with no control plane. Debug mode pins the port and all calls share one
 #   sandbox, so suites run one after another and every test uses its own paths.
-# SDK_MODE=serve: runs the same suites against a control plane that the caller started and named
-#   with E2B_API_URL/E2B_SANDBOX_URL/E2B_API_KEY and NOVITA_API_URL/NOVITA_SANDBOX_URL/NOVITA_API_KEY
-#   (`agent serve`); this script then starts no envd.
+# SDK_MODE=serve: runs the same suites, plus the control-plane suites (create options, list,
+#   connect, set_timeout, kill, get_info, expiry, wrong key), against `agent serve`. When
+#   E2B_API_URL/E2B_SANDBOX_URL/E2B_API_KEY and NOVITA_API_URL/NOVITA_SANDBOX_URL/NOVITA_API_KEY name
+#   a running server, it is used; otherwise this script starts `bin/agent serve` on a free port with a
+#   generated key over a fresh data directory (real local sandboxes: needs root and runc), stops it
+#   afterwards and checks that no sandbox, mount or process of it is left.
 #
 # Other knobs: SDK_SUITES (subset of "js-e2b js-novita py-e2b py-novita"), SDK_WIRE_LOG=FILE (debug
 #   mode: put a logging proxy on :49983 in front of envd on :49984 and write the traffic to FILE),
@@ -19,8 +23,9 @@ cd "$(dirname "$0")/.."
 repo=$PWD
 js_dir=$repo/test/sdk/js
 py_dir=$repo/test/sdk/python
-mode=${SDK_MODE:-debug}
-suites=${SDK_SUITES:-js-e2b js-novita py-e2b py-novita}
+mode=${SDK_MODE:-all}
+debug_suites="js-e2b js-e2b-2.45 js-novita py-e2b py-novita"
+serve_suites="$debug_suites js-control py-control"
 port=49983
 
 log() { echo "test-sdk: $*" >&2; }
@@ -73,21 +78,23 @@ install_py() {
 }
 
 need_tools
-case " $suites " in *" js-"*) install_js ;; esac
-case " $suites " in *" py-"*) install_py ;; esac
+all_suites=${SDK_SUITES:-$serve_suites}
+case " $all_suites " in *" js-"*) install_js ;; esac
+case " $all_suites " in *" py-"*) install_py ;; esac
 
 # --------------------------------------------------------------------------- envd (debug mode)
 
 tmp=$(mktemp -d)
 envd_pid=""
 proxy_pid=""
+serve_pid=""
 cleanup() {
   local rc=$?
   # Only the processes this script started, by their pids.
-  for pid in $proxy_pid $envd_pid; do
+  for pid in $proxy_pid $envd_pid $serve_pid; do
     kill "$pid" 2>/dev/null || true
   done
-  for pid in $proxy_pid $envd_pid; do
+  for pid in $proxy_pid $envd_pid $serve_pid; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   done
@@ -143,23 +150,78 @@ start_envd() {
   die "envd did not become healthy on 127.0.0.1:$port"
 }
 
-case "$mode" in
-debug)
-  start_envd
-  # URL overrides would win over debug mode's localhost:49983.
-  unset E2B_API_URL E2B_SANDBOX_URL E2B_DOMAIN E2B_ACCESS_TOKEN \
-    NOVITA_API_URL NOVITA_SANDBOX_URL NOVITA_DOMAIN NOVITA_ACCESS_TOKEN
-  export E2B_DEBUG=true NOVITA_DEBUG=true
-  ;;
-serve)
-  for v in E2B_API_URL E2B_SANDBOX_URL E2B_API_KEY NOVITA_API_URL NOVITA_SANDBOX_URL NOVITA_API_KEY; do
-    [ -n "${!v:-}" ] || die "SDK_MODE=serve needs $v (pointing at a running agent serve)"
+# --------------------------------------------------------------------------- agent serve (serve mode)
+
+serve_data=""
+serve_log=""
+
+# Starts bin/agent serve on a free port with a generated key over a fresh data dir and exports the
+# SDKs' variables from what it prints.
+start_serve() {
+  [ -x bin/agent ] || { log "building bin/agent"; go build -o bin/agent ./cmd/agent; }
+  chmod 0711 "$tmp" # sandboxes' roots (unprivileged host uids) traverse to their data dir
+  serve_data=$tmp/serve-data
+  serve_log=$tmp/serve.log
+  local out=$tmp/serve.out
+  bin/agent serve --listen 127.0.0.1:0 --data-dir "$serve_data" --log-level info \
+    --max-sandboxes 32 >"$out" 2>"$serve_log" &
+  serve_pid=$!
+  local i
+  for i in $(seq 300); do
+    grep -q '^NOVITA_API_KEY=' "$out" 2>/dev/null && break
+    kill -0 "$serve_pid" 2>/dev/null || break
+    sleep 0.1
   done
-  unset E2B_DEBUG NOVITA_DEBUG
-  ;;
-*) die "unknown SDK_MODE=$mode (want debug or serve)" ;;
-esac
-export SDK_MODE=$mode
+  if ! grep -q '^NOVITA_API_KEY=' "$out"; then
+    cat "$out" "$serve_log" >&2
+    die "agent serve did not start"
+  fi
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+    E2B_*=* | NOVITA_*=*) export "${line?}" ;;
+    esac
+  done <"$out"
+  curl -fsS -o /dev/null --max-time 5 "$E2B_API_URL/health" || die "agent serve does not answer $E2B_API_URL/health"
+  log "agent serve up (pid $serve_pid) on $E2B_API_URL"
+}
+
+# Stops agent serve (SIGTERM: it kills its sandboxes) and checks that nothing of it is left.
+stop_serve() {
+  [ -n "$serve_pid" ] || return 0
+  kill -TERM "$serve_pid" 2>/dev/null || true
+  local i
+  for i in $(seq 600); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$serve_pid" 2>/dev/null; then
+    log "agent serve did not stop within 60 s"
+    kill -9 "$serve_pid" 2>/dev/null || true
+    serve_pid=""
+    return 1
+  fi
+  serve_pid=""
+  local leaks=0 left
+  left=$(bin/agent sandbox ls --json --data-dir "$serve_data" 2>&1 | tr -d '[:space:]')
+  if [ "$left" != "[]" ]; then
+    log "LEAK: sandboxes left by agent serve: $left"
+    leaks=1
+  fi
+  if grep -qF " $serve_data/" /proc/self/mountinfo; then
+    log "LEAK: mounts left under $serve_data:"
+    grep -F " $serve_data/" /proc/self/mountinfo >&2
+    leaks=1
+  fi
+  local pid
+  for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF "$serve_data"; then
+      log "LEAK: process $pid still runs: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+      leaks=1
+    fi
+  done
+  [ "$leaks" = 0 ] && log "agent serve stopped; no sandbox, mount or process left"
+  # Template trees and the emptied data dir go with the temporary directory.
+  bin/agent sandbox gc --data-dir "$serve_data" >/dev/null 2>&1 || true
+  return "$leaks"
+}
 
 # --------------------------------------------------------------------------- suites
 
@@ -168,9 +230,12 @@ run_suite() {
   # --test-force-exit: novita-sandbox leaves a request timer alive after a failed connect, which
   # would hold the process for a minute after the tests are done.
   js-e2b) (cd "$js_dir" && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec e2b.test.js) ;;
+  js-e2b-2.45) (cd "$js_dir" && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec e2b-2.45.test.js) ;;
   js-novita) (cd "$js_dir" && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec novita.test.js) ;;
+  js-control) (cd "$js_dir" && node --test --test-force-exit --test-concurrency=1 --test-reporter=spec control.test.js) ;;
   py-e2b) (cd "$py_dir" && .venv/bin/python -m pytest -v test_e2b.py) ;;
   py-novita) (cd "$py_dir" && .venv/bin/python -m pytest -v test_novita.py) ;;
+  py-control) (cd "$py_dir" && .venv/bin/python -m pytest -v test_control.py) ;;
   *) log "unknown suite $1"; return 2 ;;
   esac
 }
@@ -178,25 +243,114 @@ run_suite() {
 passed=0
 failed=0
 failed_names=()
-for s in $suites; do
-  log "=== suite $s ($mode mode)"
-  if run_suite "$s"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    failed_names+=("$s")
-  fi
-  if [ -n "$envd_pid" ] && ! kill -0 "$envd_pid" 2>/dev/null; then
-    log "envd died during suite $s"
-    failed=$((failed + 1))
-    failed_names+=("envd-alive")
-    break
-  fi
-done
 
-if [ "$failed" -gt 0 ] && [ -n "$envd_pid" ]; then
-  log "failed: ${failed_names[*]}; last envd log lines:"
-  tail -n 40 "$tmp/envd.log" >&2 || true
-fi
-echo "sdk-suites: $passed passed, $failed failed"
+# run_phase MODE SUITES...: runs the suites in one mode.
+run_phase() {
+  local phase=$1 s
+  shift
+  export SDK_MODE=$phase
+  for s in "$@"; do
+    log "=== suite $s ($phase mode)"
+    if run_suite "$s"; then
+      passed=$((passed + 1))
+    else
+      failed=$((failed + 1))
+      failed_names+=("$phase/$s")
+    fi
+    if [ -n "$envd_pid" ] && ! kill -0 "$envd_pid" 2>/dev/null; then
+      log "envd died during suite $s"
+      failed=$((failed + 1))
+      failed_names+=("envd-alive")
+      break
+    fi
+    if [ -n "$serve_pid" ] && ! kill -0 "$serve_pid" 2>/dev/null; then
+      log "agent serve died during suite $s"
+      failed=$((failed + 1))
+      failed_names+=("serve-alive")
+      break
+    fi
+  done
+}
+
+# in_selection SUITES...: those of SDK_SUITES (all when unset).
+in_selection() {
+  local s
+  for s in "$@"; do
+    case " ${SDK_SUITES:-$s} " in *" $s "*) echo "$s" ;; esac
+  done
+}
+
+phase_debug() {
+  local sel v kv saved=()
+  sel=$(in_selection $debug_suites)
+  [ -n "$sel" ] || return 0
+  start_envd
+  # URL overrides would win over debug mode's localhost:49983: set them aside for this phase.
+  for v in E2B_API_URL E2B_SANDBOX_URL E2B_DOMAIN E2B_ACCESS_TOKEN NOVITA_API_URL NOVITA_SANDBOX_URL \
+    NOVITA_DOMAIN NOVITA_ACCESS_TOKEN; do
+    if [ -n "${!v+x}" ]; then saved+=("$v=${!v}"); fi
+    unset "$v"
+  done
+  export E2B_DEBUG=true NOVITA_DEBUG=true
+  local before=$failed
+  run_phase debug $sel
+  unset E2B_DEBUG NOVITA_DEBUG
+  for kv in "${saved[@]}"; do export "${kv?}"; done
+  if [ "$failed" -gt "$before" ]; then
+    log "debug phase failures; last envd log lines:"
+    tail -n 40 "$tmp/envd.log" >&2 || true
+  fi
+  kill "$envd_pid" 2>/dev/null || true
+  wait "$envd_pid" 2>/dev/null || true
+  envd_pid=""
+}
+
+phase_serve() {
+  local sel external=1 v
+  sel=$(in_selection $serve_suites)
+  [ -n "$sel" ] || return 0
+  for v in E2B_API_URL E2B_SANDBOX_URL E2B_API_KEY NOVITA_API_URL NOVITA_SANDBOX_URL NOVITA_API_KEY; do
+    [ -n "${!v:-}" ] || external=0
+  done
+  unset E2B_DEBUG NOVITA_DEBUG E2B_DOMAIN NOVITA_DOMAIN
+  if [ "$external" = 0 ]; then
+    start_serve
+  else
+    log "using the control plane at $E2B_API_URL"
+  fi
+  local before=$failed
+  run_phase serve $sel
+  if [ "$external" = 0 ]; then
+    # Both create endpoints were exercised: e2b 2.45 and novita-sandbox create with POST /sandboxes,
+    # the newest e2b SDKs with POST /v2/sandboxes.
+    local p
+    for p in "path=/sandboxes " "path=/v2/sandboxes "; do
+      if ! grep -q "msg=\"sandbox created\".*$p" "$serve_log"; then
+        log "no sandbox was created through ${p#path=}"
+        failed=$((failed + 1))
+        failed_names+=("serve-create-paths")
+      fi
+    done
+    if ! stop_serve; then
+      failed=$((failed + 1))
+      failed_names+=("serve-leaks")
+    fi
+    if [ "$failed" -gt "$before" ]; then
+      log "serve phase failures; last agent serve log lines:"
+      tail -n 40 "$serve_log" >&2 || true
+    fi
+  fi
+}
+
+case "$mode" in
+all)
+  phase_debug
+  phase_serve
+  ;;
+debug) phase_debug ;;
+serve) phase_serve ;;
+*) die "unknown SDK_MODE=$mode (want debug or serve, or unset for both)" ;;
+esac
+
+echo "sdk-suites: $passed passed, $failed failed${failed_names:+ (${failed_names[*]})}"
 [ "$failed" -eq 0 ]

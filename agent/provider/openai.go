@@ -373,6 +373,9 @@ func (p *OpenAI) params(req *Request) (openai.ChatCompletionNewParams, error) {
 	if req.Temperature != nil {
 		params.Temperature = openai.Float(*req.Temperature)
 	}
+	if req.Seed != nil {
+		params.Seed = openai.Int(*req.Seed)
+	}
 	if p.stream {
 		params.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
 	}

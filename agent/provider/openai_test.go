@@ -152,6 +152,8 @@ func TestCompleteSendsConversation(t *testing.T) {
 	p, _ := newTestProvider(t, srv, nil)
 	req := request("m")
 	req.MaxOutputTokens = 512
+	seed := int64(1234567)
+	req.Seed = &seed
 	req.Messages = append(req.Messages,
 		Message{Role: RoleAssistant, ToolCalls: []ToolCall{{ID: "c1", Name: "read_file", Arguments: `{"path":"a"}`}}},
 		Message{Role: RoleTool, ToolCallID: "c1", Content: "contents of a"},
@@ -166,6 +168,9 @@ func TestCompleteSendsConversation(t *testing.T) {
 	r := srv.Requests()[0]
 	if r.Model != "m" || r.MaxTokens != 512 || r.Auth != "Bearer test-key" || r.Path != "/v1/chat/completions" {
 		t.Errorf("request = model %q max %d auth %q path %q", r.Model, r.MaxTokens, r.Auth, r.Path)
+	}
+	if r.Seed == nil || *r.Seed != seed {
+		t.Errorf("seed = %v, want %d", r.Seed, seed)
 	}
 	roles := []string{}
 	for _, m := range r.Messages {

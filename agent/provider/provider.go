@@ -63,6 +63,9 @@ type Request struct {
 	MaxOutputTokens int64
 	// Temperature is sent when not nil.
 	Temperature *float64
+	// Seed asks the endpoint for deterministic sampling when not nil; endpoints that do not
+	// support it ignore it.
+	Seed *int64
 }
 
 // Usage is the token usage of one call or of a sum of calls.

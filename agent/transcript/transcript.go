@@ -60,6 +60,20 @@ type Transcript struct {
 	Messages []Message `json:"messages"`
 	// FinalAnswer is the content of the last assistant message when the task completed.
 	FinalAnswer string `json:"final_answer,omitempty"`
+	// Background lists the commands the agent started in the background, as they stood when the
+	// task ended: they stay alive across steps and after the task (unless stopped).
+	Background []Background `json:"background,omitempty"`
+}
+
+// Background is a command the agent started in the background.
+type Background struct {
+	PID     uint32 `json:"pid"`
+	Command string `json:"command"`
+	// State is "running", or how it ended ("exited with code 0", "terminated (killed)").
+	State    string `json:"state"`
+	ExitCode *int   `json:"exit_code,omitempty"`
+	// OutputBytes counts what it wrote to stdout and stderr.
+	OutputBytes int64 `json:"output_bytes"`
 }
 
 // Task is what was asked.

@@ -124,7 +124,7 @@ model for later turns, /files lists the sandbox's files, /exit ends the chat and
 	of.register(fs, false)
 	fs.StringVar(&files, "files", "", "seed the sandbox's workdir with this directory's files")
 	fs.DurationVar(&lifetime, "lifetime", 2*time.Hour, "the sandbox is destroyed after this long, even if the chat goes on")
-	registerBackend(fs, &backend)
+	registerBackend(fs, &backend, &lf)
 	return cmd
 }
 

@@ -143,6 +143,9 @@ error); 2 usage error; 3 internal error.`,
 				fmt.Fprintf(stderr, " (%d skipped, see %s)", len(res.Artifacts.Skipped), filepath.Join(task, runner.ResultFile))
 			}
 			fmt.Fprintf(stderr, "\ntranscript: %s\n", filepath.Join(task, runner.TranscriptFile))
+			if res.Kept != nil {
+				fmt.Fprintf(stderr, "sandbox kept (paused): %s\n", res.Kept.Command)
+			}
 			if !sum.OK {
 				return &exitError{code: exitFailed}
 			}
@@ -153,12 +156,13 @@ error); 2 usage error; 3 internal error.`,
 	lf.register(cmd)
 	mf.register(fs, true)
 	of.register(fs, false)
+	of.registerKeep(fs)
 	fs.StringVar(&files, "files", "", "seed the sandbox's workdir with this directory's files")
 	fs.StringVarP(&out, "out", "o", "out", "copy the files the agent created or changed here")
 	fs.StringVar(&name, "name", "do", "task name (in the transcript and results)")
 	fs.StringVar(&saveSpec, "save-spec", "", "also write the task as a spec file here (to run it again with agent run --allow-outside)")
 	fs.BoolVarP(&quiet, "quiet", "q", false, "do not stream the agent's steps")
-	registerBackend(fs, &backend)
+	registerBackend(fs, &backend, &lf)
 	return cmd
 }
 

@@ -86,7 +86,7 @@ interrupted; 2 usage or spec error; 3 internal error.`,
 	fs.StringVar(&f.configFile, "config", "", "agent.yaml to use (default: found next to the specs)")
 	fs.BoolVar(&f.noConfig, "no-config", false, "ignore agent.yaml files")
 	fs.StringVar(&f.seedsRoot, "seeds-root", ".", "directory below which spec files may be read for the reports' seed diffs")
-	registerBackend(fs, &f.backend)
+	registerBackend(fs, &f.backend, &f.lf)
 	return cmd
 }
 

@@ -44,7 +44,7 @@ Exit codes:
 		return usageError("%v (see %s --help)", err, cmd.CommandPath())
 	})
 	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd(),
-		newRunCmd(), newDoCmd(), newChatCmd(), newReportCmd(), newEvalCmd(), newNetdCmd())
+		newRunCmd(), newDoCmd(), newChatCmd(), newReportCmd(), newEvalCmd(), newNetdCmd(), newServeCmd())
 	return root
 }
 

@@ -74,6 +74,7 @@ error; 3 internal error. --exit-zero exits 0 whenever the run itself worked.`,
 	f.lf.register(cmd)
 	f.mf.register(fs, true)
 	f.of.register(fs, true)
+	f.of.registerKeep(fs)
 	fs.IntVarP(&f.concurrency, "concurrency", "j", 0, "tasks run at once (default: the number of CPUs)")
 	fs.StringVarP(&f.out, "out", "o", "", "results directory (default runs/<UTC timestamp>-<id>)")
 	fs.StringVar(&f.resume, "resume", "", "finish the run in this results directory: run only the tasks that did not finish")
@@ -86,7 +87,7 @@ error; 3 internal error. --exit-zero exits 0 whenever the run itself worked.`,
 	fs.BoolVar(&f.allowOutside, "allow-outside", false, "let seed files (from:) come from outside each spec's directory")
 	fs.StringVar(&f.configFile, "config", "", "agent.yaml to use (default: found next to the specs)")
 	fs.BoolVar(&f.noConfig, "no-config", false, "ignore agent.yaml files")
-	registerBackend(fs, &f.backend)
+	registerBackend(fs, &f.backend, &f.lf)
 	return cmd
 }
 
@@ -274,6 +275,19 @@ func printSummary(w io.Writer, sum *runner.Summary, out string) {
 		fmt.Fprintf(w, " — interrupted; finish with: agent run --resume %s", out)
 	}
 	fmt.Fprintf(w, "\nresults: %s\nreport:  %s\n", out, filepath.Join(out, runner.ReportFile))
+	for _, t := range sum.Tasks {
+		if t.Kept != nil {
+			fmt.Fprintf(w, "kept:    %s #%d (%s): %s\n", t.Name, t.Epoch, orNotRun(t), t.Kept.Command)
+		}
+	}
+}
+
+// orNotRun is a task's status, or "interrupted" for one that did not finish.
+func orNotRun(t runner.SummaryTask) string {
+	if t.NotRun {
+		return "interrupted"
+	}
+	return string(t.Status)
 }
 
 // onInterrupt prints what happens on the first Ctrl-C (or SIGTERM) and restores the default

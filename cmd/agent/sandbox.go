@@ -27,6 +27,8 @@ type localFlags struct {
 	dataDir     string
 	templateDir string
 	runtime     string
+	// maxSandboxes caps the sandboxes a remote backend holds (--max-sandboxes of run, do, chat).
+	maxSandboxes int
 }
 
 func (f *localFlags) register(cmd *cobra.Command) {
@@ -124,17 +126,22 @@ func newSandboxCmd() *cobra.Command {
 inside mapped to an unprivileged host uid range, the default seccomp profile, no network but
 loopback, and limits on memory, processes, CPU, disk and lifetime. Their init is agent envd.
 
-State lives in --data-dir, so every agent process sees every sandbox.`,
+State lives in --data-dir, so every agent process sees every sandbox.
+
+pause/resume freeze a sandbox with its memory and processes (its lifetime clock stops); snapshot
+saves its files (not its processes) for create --from and fork. See docs/SNAPSHOTS.md.`,
 	}
 	lf.register(cmd)
 	cmd.AddCommand(newSandboxCreateCmd(lf), newSandboxExecCmd(lf), newSandboxShellCmd(lf), newSandboxLsCmd(lf),
-		newSandboxKillCmd(lf), newSandboxGCCmd(lf), newSandboxWatchCmd(lf))
+		newSandboxKillCmd(lf), newSandboxGCCmd(lf), newSandboxWatchCmd(lf),
+		newSandboxPauseCmd(lf), newSandboxResumeCmd(lf), newSandboxSnapshotCmd(lf), newSandboxForkCmd(lf))
 	return cmd
 }
 
 func newSandboxCreateCmd(lf *localFlags) *cobra.Command {
 	var (
 		tpl, memory, disk string
+		from              string
 		pids              int64
 		cpus              float64
 		timeout           time.Duration
@@ -148,7 +155,10 @@ func newSandboxCreateCmd(lf *localFlags) *cobra.Command {
 watchdog process (agent sandbox watch) enforces the timeout after this command exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o := local.Options{Template: tpl, Limits: local.Limits{Pids: pids, CPUs: cpus, Lifetime: timeout}, Env: map[string]string{}}
+			o := local.Options{Template: tpl, Limits: local.Limits{Pids: pids, CPUs: cpus, Lifetime: timeout}, Env: map[string]string{}, From: from}
+			if from != "" && !cmd.Flags().Changed("template") {
+				o.Template = "" // the snapshot's
+			}
 			var err error
 			if memory != "" {
 				if o.Limits.MemoryBytes, err = parseSize(memory); err != nil {
@@ -197,6 +207,7 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 	f.DurationVar(&timeout, "timeout", 0, "lifetime (default 5m)")
 	f.StringArrayVar(&envs, "env", nil, "sandbox-wide environment variable KEY=VALUE (repeatable)")
 	f.BoolVar(&asJSON, "json", false, "print the sandbox's record as JSON")
+	f.StringVar(&from, "from", "", "start from a snapshot's files (agent sandbox snapshot); its template and limits are the defaults")
 	return cmd
 }
 
@@ -253,6 +264,9 @@ func newSandboxWatchCmd(lf *localFlags) *cobra.Command {
 				}
 				if err != nil {
 					return err
+				}
+				if rec.Phase == local.PhasePaused {
+					return nil // paused and kept: its clock stopped; resume starts a new watchdog
 				}
 				if !rec.Expires.IsZero() && time.Now().After(rec.Expires) {
 					kctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -328,12 +342,22 @@ func execIn(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) (i
 	if err != nil {
 		return -1, err
 	}
-	s, err := b.Get(ctx, id)
+	s, leave, err := b.Visit(ctx, id)
 	if err != nil {
 		if errors.Is(err, sandbox.ErrNotFound) {
 			return -1, &exitError{code: exitUsage, err: err}
 		}
 		return -1, err
+	}
+	defer func() {
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := leave(lctx); err != nil {
+			fmt.Fprintln(os.Stderr, "agent:", err)
+		}
+	}()
+	if s.Record().Phase == local.PhasePaused && o.TTY {
+		fmt.Fprintf(os.Stderr, "sandbox %s is paused: thawed for this session (its lifetime clock stays stopped), paused again when the last session ends\n", id)
 	}
 	o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
 	// Signals go to the command (the runtime forwards them); we only wait.
@@ -384,12 +408,17 @@ func newSandboxLsCmd(lf *localFlags) *cobra.Command {
 				exp := "-"
 				if !in.Expires.IsZero() {
 					exp = time.Until(in.Expires).Truncate(time.Second).String()
+				} else if in.Phase == local.PhasePaused {
+					exp = in.Remaining.Truncate(time.Second).String() + " (stopped)"
 				}
 				status := in.Status
-				if in.Phase != local.PhaseRunning {
+				if in.Phase != local.PhaseRunning && string(in.Phase) != in.Status {
 					status = string(in.Phase) + "/" + status
 				}
-				if !in.Owned {
+				switch {
+				case in.Kept:
+					status += " (kept)"
+				case !in.Owned:
 					status += " (orphan)"
 				}
 				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", in.ID, in.Template, in.Runtime, status,
@@ -442,21 +471,32 @@ func newSandboxKillCmd(lf *localFlags) *cobra.Command {
 }
 
 func newSandboxGCCmd(lf *localFlags) *cobra.Command {
-	return &cobra.Command{
+	var o local.GCOptions
+	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Reclaim what crashed processes left: orphaned or expired sandboxes, cgroups, uid ranges",
-		Args:  cobra.NoArgs,
+		Long: `gc reclaims what crashed processes left: orphaned or expired sandboxes, cgroups, uid ranges,
+runtime states, unused automatic snapshots. Kept sandboxes (paused by agent sandbox pause or
+agent run --keep) stay until --older-than finds them paused for longer than asked; snapshots
+stay unless --snapshots is given too.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.Snapshots && o.OlderThan <= 0 {
+				return usageError("--snapshots needs --older-than")
+			}
 			b, err := lf.open(cmd.Context(), true)
 			if err != nil {
 				return err
 			}
-			rep, err := b.GC(cmd.Context())
+			rep, err := b.GCWith(cmd.Context(), o)
 			if rep != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "reclaimed %d sandbox(es) %v, %d cgroup(s), %d uid range(s), %d runtime state(s)\n",
-					len(rep.Sandboxes), rep.Sandboxes, len(rep.Cgroups), len(rep.Slots), len(rep.RuntimeStates))
+				fmt.Fprintf(cmd.OutOrStdout(), "reclaimed %d sandbox(es) %v, %d cgroup(s), %d uid range(s), %d runtime state(s), %d snapshot(s) %v\n",
+					len(rep.Sandboxes), rep.Sandboxes, len(rep.Cgroups), len(rep.Slots), len(rep.RuntimeStates), len(rep.Snapshots), rep.Snapshots)
 			}
 			return err
 		},
 	}
+	cmd.Flags().DurationVar(&o.OlderThan, "older-than", 0, "also reclaim kept sandboxes paused for longer than this (e.g. 24h)")
+	cmd.Flags().BoolVar(&o.Snapshots, "snapshots", false, "also delete snapshots older than --older-than that no sandbox uses")
+	return cmd
 }

@@ -17,7 +17,9 @@ import (
 	"github.com/agentrun/agent/agent/provider"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/localbackend"
+	"github.com/agentrun/agent/runner/remotebackend"
 	"github.com/agentrun/agent/runner/spec"
+	"github.com/agentrun/agent/sandbox/e2b"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/network"
 )
@@ -105,6 +107,12 @@ type overrideFlags struct {
 	network        string
 	system         string
 	env            []string
+	keep           string
+}
+
+// registerKeep adds --keep (commands that run tasks through the runner).
+func (o *overrideFlags) registerKeep(fs *pflag.FlagSet) {
+	fs.StringVar(&o.keep, "keep", "", "keep task sandboxes after their task, paused, to look inside (agent sandbox shell ID): none, failed (and interrupted) or all (default: the spec's, else none)")
 }
 
 func (o *overrideFlags) register(fs *pflag.FlagSet, withRepeat bool) {
@@ -226,6 +234,13 @@ func (o *overrideFlags) config(fs *pflag.FlagSet, mf *modelFlags, concurrency in
 	if limSet {
 		c.Limits = lim
 	}
+	if set("keep") {
+		k, err := spec.ParseKeep(o.keep)
+		if err != nil {
+			return nil, usageError("--keep: %v", err)
+		}
+		c.Keep = &k
+	}
 	if set("repeat") {
 		if o.repeat < 1 || o.repeat > 1000 {
 			return nil, usageError("--repeat must be between 1 and 1000")
@@ -259,6 +274,23 @@ func backendOpeners() map[string]backendOpener {
 			}
 			return b, b.Close, nil
 		},
+		string(e2b.FlavorE2B):    remoteOpener(e2b.FlavorE2B),
+		string(e2b.FlavorNovita): remoteOpener(e2b.FlavorNovita),
+	}
+}
+
+// remoteOpener opens a remote backend configured by the flavor's environment variables, as its
+// SDKs are (E2B_API_KEY, E2B_DOMAIN, E2B_API_URL, E2B_SANDBOX_URL; NOVITA_… likewise).
+func remoteOpener(flavor e2b.Flavor) backendOpener {
+	return func(ctx context.Context, lf *localFlags) (runner.Backend, func() error, error) {
+		if lf.maxSandboxes < 0 {
+			return nil, nil, usageError("--max-sandboxes must not be negative")
+		}
+		b, err := remotebackend.FromEnv(flavor, os.Getenv, lf.maxSandboxes)
+		if err != nil {
+			return nil, nil, usageError("--backend %s: %v", flavor, err)
+		}
+		return b, b.Close, nil
 	}
 }
 
@@ -302,9 +334,10 @@ func openBackend(ctx context.Context, name string, lf *localFlags) (runner.Backe
 	return open(ctx, lf)
 }
 
-// registerBackend adds the --backend flag.
-func registerBackend(fs *pflag.FlagSet, p *string) {
+// registerBackend adds the --backend and --max-sandboxes flags.
+func registerBackend(fs *pflag.FlagSet, p *string, lf *localFlags) {
 	fs.StringVar(p, "backend", envOr("AGENT_BACKEND", localbackend.Name), "sandbox backend: "+backendNames()+" (env AGENT_BACKEND)")
+	fs.IntVar(&lf.maxSandboxes, "max-sandboxes", 0, "remote backends (e2b, novita): sandboxes held at once, 0 for no cap of our own (the provider's 429s are waited out)")
 }
 
 // changedFlags lists the flags set on the command line, for run.json. Values of flags that could

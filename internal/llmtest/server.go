@@ -53,6 +53,8 @@ type Request struct {
 	Tools []json.RawMessage
 	// MaxTokens is max_tokens or max_completion_tokens, when sent.
 	MaxTokens int64
+	// Seed is the sampling seed, when sent.
+	Seed *int64
 	// Body is the raw request body.
 	Body []byte
 	// Step is the turn index the request asked for (its assistant-message count).
@@ -107,6 +109,7 @@ type wireRequest struct {
 	Tools               []json.RawMessage `json:"tools"`
 	MaxTokens           int64             `json:"max_tokens"`
 	MaxCompletionTokens int64             `json:"max_completion_tokens"`
+	Seed                *int64            `json:"seed"`
 }
 
 // NewServer starts a server for the scenarios on an ephemeral loopback port.
@@ -261,6 +264,7 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	rec.Model, rec.Stream, rec.Messages, rec.Tools = wr.Model, wr.Stream, wr.Messages, wr.Tools
 	rec.IncludeUsage = wr.StreamOptions != nil && wr.StreamOptions.IncludeUsage
 	rec.MaxTokens = max(wr.MaxTokens, wr.MaxCompletionTokens)
+	rec.Seed = wr.Seed
 	for _, m := range wr.Messages {
 		if m.Role == "assistant" {
 			rec.Step++

@@ -58,6 +58,11 @@ func (b *Backend) Name() string { return Name }
 // string of runner/spec is sandbox/netpolicy's form); a mode the host or runtime cannot provide
 // (networked modes under runsc) is refused rather than run with less than it asked for.
 func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner.Sandbox, error) {
+	return b.create(ctx, req, "")
+}
+
+// create creates a sandbox for req, from a snapshot's files when from is set.
+func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from string) (runner.Sandbox, error) {
 	network := local.NetworkNone
 	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
 		network = req.Network.String()
@@ -71,21 +76,28 @@ func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner
 			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
 			Lifetime: req.Lifetime,
 		},
+		From: from,
 	})
 	if err != nil {
 		return nil, err
 	}
+	return b.wrap(s, started), nil
+}
+
+// wrap describes a local sandbox for the runner.
+func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 	rec := s.Record()
-	return &Sandbox{Sandbox: s, info: runner.SandboxInfo{
+	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
 		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
 		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
-	}}, nil
+	}}
 }
 
 // Sandbox is a local sandbox as the runner sees it.
 type Sandbox struct {
 	*local.Sandbox
-	info runner.SandboxInfo
+	dataDir string
+	info    runner.SandboxInfo
 }
 
 // Info implements runner.Sandbox.

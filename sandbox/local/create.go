@@ -25,6 +25,9 @@ import (
 // EnvdPath is where the agent binary is mounted (read-only) inside every sandbox.
 const EnvdPath = "/.agent/envd"
 
+// envdTokenEnv carries Options.AccessToken to envd.
+const envdTokenEnv = "AGENT_ENVD_ACCESS_TOKEN"
+
 // create builds a sandbox step by step; on any failure everything done so far is undone.
 func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbox, err error) {
 	if o.Network == "" {
@@ -90,6 +93,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 		Network: netw.Name(), Slot: -1, CgroupsPath: b.cgParent + "/" + id, Limits: lim,
 		Created: time.Now().UTC(), DefaultUser: tpl.DefaultUser, Workdir: tpl.Workdir,
 	}
+	rec.From = o.From
 	if err := writeRecord(p, rec); err != nil {
 		alive.Close()
 		_ = os.RemoveAll(p.dir)
@@ -219,6 +223,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	}
 	s := b.newSandbox(rec, alive)
 	s.timings = timings
+	s.token = o.AccessToken
 	if phase == PhaseRunning {
 		if err := s.connect(ctx); err != nil {
 			return nil, err
@@ -268,7 +273,7 @@ func (b *Backend) prepareRootfs(ctx context.Context, p paths, rec *Record, tpl *
 	if err := mounts.BindIDMapped(tpl.Rootfs(), p.lower(), ns, mounts.Attr{ReadOnly: true, NoDev: true}); err != nil {
 		return err
 	}
-	if err := mounts.Overlay(p.lower(), p.upper(), p.work(), p.rootfs()); err != nil {
+	if err := b.overlay(p, rec, ns); err != nil {
 		return err
 	}
 	// The overlay holds its own reference to the lower layer.
@@ -333,6 +338,11 @@ func (b *Backend) specOpts(rec *Record, tpl *template.Template, o Options, netns
 		args = append(args, "--env", k+"="+o.Env[k])
 	}
 	env := []string{"PATH=" + ocispec.DefaultPath, "HOME=/root", "LANG=C.UTF-8", "TERM=xterm"}
+	if o.AccessToken != "" {
+		// envd reads the token from its environment and removes it before anything else runs.
+		args = append(args, "--access-token-env", envdTokenEnv)
+		env = append(env, envdTokenEnv+"="+o.AccessToken)
+	}
 	nproc := uint64(rec.Limits.Pids) * 2
 	if nproc < 1024 {
 		nproc = 1024

@@ -106,14 +106,21 @@ type GCReport struct {
 	Cgroups, Slots, RuntimeStates []string
 	// Templates lists trashed template trees (and dead builds) deleted.
 	Templates []string
+	// Snapshots lists snapshots deleted: automatic ones nothing uses, and with
+	// GCOptions.Snapshots those older than GCOptions.OlderThan that nothing uses.
+	Snapshots []string
 	// Networks lists sandbox networks (links, firewall tables, helpers) whose sandbox was gone.
 	Networks []string
 }
 
 // GC reclaims what crashed processes left: sandboxes whose owner died (creating, pooled or running
 // without a holder), expired sandboxes, and cgroups, uid slots and runtime states without a
-// sandbox. Sandboxes another live process is working on are left alone.
-func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
+// sandbox. Sandboxes another live process is working on, and kept sandboxes, are left alone.
+func (b *Backend) GC(ctx context.Context) (*GCReport, error) { return b.GCWith(ctx, GCOptions{}) }
+
+// GCWith is GC with options: kept sandboxes idle for longer than o.OlderThan are reclaimed too,
+// and so are snapshots (snapshot.go).
+func (b *Backend) GCWith(ctx context.Context, o GCOptions) (*GCReport, error) {
 	rep := &GCReport{}
 	ents, err := os.ReadDir(b.sbDir)
 	if err != nil {
@@ -136,9 +143,13 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 		rec, rerr := readRecord(p)
 		if l, free, _ := tryLock(p.alive(), false); free {
 			l.Close()
-			reclaim = true // nobody holds it: its owner died
+			// nobody holds it: its owner died (a kept sandbox has no owner)
+			reclaim = rerr != nil || !(rec.Kept && rec.Phase == PhasePaused)
 		}
 		if rerr == nil && !rec.Expires.IsZero() && time.Now().After(rec.Expires.Add(5*time.Second)) {
+			reclaim = true
+		}
+		if rerr == nil && o.OlderThan > 0 && idle(rec, time.Now()) > o.OlderThan {
 			reclaim = true
 		}
 		if rerr != nil {
@@ -174,6 +185,10 @@ func (b *Backend) GC(ctx context.Context) (*GCReport, error) {
 			// Unknown: keep every trashed template until this sandbox is gone.
 			digests["*"] = true
 		}
+	}
+	rep.Snapshots, err = b.gcSnapshots(ctx, o, live)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if ids, err := b.net.Sweep(ctx); err != nil {
 		errs = append(errs, err)

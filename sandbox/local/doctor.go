@@ -146,6 +146,7 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 			usable = append(usable, name)
 		}
 	}
+	out = append(out, criuCheck(ctx))
 	if _, err := exec.LookPath("debootstrap"); err == nil {
 		add("debootstrap", OK, "installed", "")
 	} else {

@@ -104,6 +104,8 @@ type ConnectInfo struct {
 	SocketPath string
 	// Dial connects to it (use as the HTTP transport's DialContext; any host name in URLs works).
 	Dial func(ctx context.Context) (net.Conn, error)
+	// AccessToken is the token envd requires as X-Access-Token (Options.AccessToken), or "".
+	AccessToken string
 }
 
 // DefaultConnect is the envd client of a local sandbox: the envd protocol over the sandbox's
@@ -342,11 +344,21 @@ type Options struct {
 	// Network is the network policy in netpolicy form: "none" (default, loopback only),
 	// "internet", or "allow:DOMAIN,*.DOMAIN,CIDR,…" (runner/spec's Network.String()).
 	Network string
+	// AccessToken, when set, is required by the sandbox's envd as X-Access-Token on every request
+	// but /health (and signs /files URLs), as on E2B: for sandboxes whose envd is exposed beyond
+	// this process (agent serve). It is kept in memory only: Get from another process cannot use it.
+	AccessToken string
+	// From starts the sandbox from a snapshot's files (snapshot.go); unset fields take the
+	// snapshot's template and limits.
+	From string
 }
 
 // Create creates a sandbox and returns once its envd answers. The caller owns it: it is killed when
 // its lifetime ends or the backend closes, and reclaimed by GC if this process dies.
 func (b *Backend) Create(ctx context.Context, o Options) (*Sandbox, error) {
+	if o.From != "" {
+		return b.createFrom(ctx, o)
+	}
 	if o.Template == "" {
 		o.Template = DefaultTemplate
 	}
@@ -384,7 +396,7 @@ func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Phase != PhaseRunning {
+	if rec.Phase != PhaseRunning && rec.Phase != PhasePaused {
 		return nil, fmt.Errorf("sandbox %s is %s: %w", id, rec.Phase, sandbox.ErrNotFound)
 	}
 	s := b.newSandbox(rec, nil)

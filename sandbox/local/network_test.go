@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,10 +18,10 @@ import (
 func TestNetworkModes(t *testing.T) {
 	requireRoot(t)
 	in := fakenet.New(t)
-	runDir := filepath.Join(t.TempDir(), "net")
+	// The default run directory: address leases are host-wide, and tests running at the same
+	// time (other packages, the battery) must not hand out the same addresses.
 	b := newBackend(t, func(c *local.Config) {
 		c.Network.Upstreams = []netip.AddrPort{in.Upstream()}
-		c.Network.RunDir = runDir
 	})
 	ctx := ctxT(t, 5*time.Minute)
 	curl := func(s *local.Sandbox, url string) (string, int) {

@@ -30,7 +30,7 @@ func newPool(b *Backend, o Options, size int) *pool {
 // matches tells whether a request can be served by a pooled sandbox.
 func (p *pool) matches(o Options) bool {
 	return o.Template == p.o.Template && (o.Runtime == "" || o.Runtime == p.b.cfg.Runtime) &&
-		o.Limits == (Limits{}) && len(o.Env) == 0 && (o.Network == "" || o.Network == NetworkNone)
+		o.Limits == (Limits{}) && len(o.Env) == 0 && o.AccessToken == "" && (o.Network == "" || o.Network == NetworkNone)
 }
 
 // claim takes a ready sandbox, or returns nil.

@@ -36,6 +36,7 @@ type Sandbox struct {
 	killed bool
 	reason error // why the sandbox ended, when it ended by a limit
 	base   cgroups.Stats
+	token  string // envd's access token (Options.AccessToken)
 
 	timings []Timing
 }
@@ -112,7 +113,7 @@ func (s *Sandbox) ConnectInfo() ConnectInfo {
 		sock = filepath.Join(s.p.envdSockDir(), "envd.sock")
 	}
 	p := s.p
-	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, Dial: func(ctx context.Context) (net.Conn, error) {
+	return ConnectInfo{ID: s.rec.ID, SocketPath: sock, AccessToken: s.token, Dial: func(ctx context.Context) (net.Conn, error) {
 		c, err := dialEnvd(ctx, p, via)
 		if err != nil {
 			return nil, fmt.Errorf("dialing sandbox envd: %w (%w)", err, sandbox.ErrGone)
@@ -177,7 +178,7 @@ func (s *Sandbox) Failure() error {
 	if rt, err := s.b.runtime(s.rec.Runtime); err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" {
+		if st, err := rt.State(ctx, s.rec.ID); err == nil && st.Status != "running" && st.Status != "paused" {
 			return withLog(fmt.Errorf("sandbox %s: its init (envd) is %s: %w", s.rec.ID, st.Status, sandbox.ErrGone), s.p.log())
 		}
 	}

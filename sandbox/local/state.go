@@ -44,6 +44,8 @@ type Record struct {
 	Workdir        string    `json:"workdir"`
 	// InitPid is the host pid of the sandbox's init (envd).
 	InitPid int `json:"init_pid"`
+	// Lifecycle records pauses, keeping and the snapshot the sandbox came from (pause.go).
+	Lifecycle
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9]{1,64}$`)

@@ -280,7 +280,9 @@ func (m *Manager) Sweep(ctx context.Context) ([]string, error) {
 	}
 	for _, t := range listTables(ctx) {
 		id, ok := strings.CutPrefix(t, "agent_")
-		if ok && !known[id] {
+		// Setup makes the state directory before the table and Teardown removes it after, so a
+		// table whose directory exists now belongs to a sandbox set up since the listing above.
+		if _, serr := os.Stat(m.dir(id)); ok && !known[id] && errors.Is(serr, fs.ErrNotExist) {
 			if err := deleteTable(ctx, t); err != nil {
 				errs = append(errs, err)
 			} else {

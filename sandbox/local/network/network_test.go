@@ -13,7 +13,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -71,7 +70,8 @@ type fakeSandbox struct {
 func newManager(t *testing.T, in *fakenet.Internet) *network.Manager {
 	t.Helper()
 	m, err := network.New(network.Config{
-		RunDir:    filepath.Join(t.TempDir(), "net"),
+		// The default run directory: leases and sweeps are host-wide, so tests running at the
+		// same time never share an address or reclaim each other's tables.
 		Upstreams: []netip.AddrPort{in.Upstream()},
 		Helper:    []string{os.Args[0]},
 		HelperEnv: []string{helperEnv + "=1"},

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/serve"
+)
+
+func newServeCmd() *cobra.Command {
+	lf := &localFlags{}
+	var (
+		listen, domain, defaultTemplate, memory, disk string
+		apiKeys, aliases                              []string
+		maxSandboxes                                  int
+		maxLifetime                                   time.Duration
+		cpus                                          float64
+		pids                                          int64
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve local sandboxes behind the E2B API (control plane and envd on one port)",
+		Long: `serve exposes local sandboxes through the E2B REST API and the envd data plane, on one
+port, so the official E2B and Novita SDKs (and agent run --backend e2b|novita of another machine)
+use them unmodified:
+
+  agent serve --listen 127.0.0.1:3000
+  export E2B_API_URL=http://127.0.0.1:3000 E2B_SANDBOX_URL=http://127.0.0.1:3000 E2B_API_KEY=<printed key>
+  python3 -c 'from e2b import Sandbox; s = Sandbox.create(); print(s.commands.run("uname -a").stdout); s.kill()'
+
+Novita's SDKs read NOVITA_API_URL, NOVITA_SANDBOX_URL and NOVITA_API_KEY instead.
+
+Without --api-key a key is generated ("e2b_" and 40 hex digits, the format the SDKs check) and
+printed. Each sandbox gets its own random envd access token. Sandboxes end at their timeout, when
+killed, or when serve stops (SIGINT/SIGTERM). The SDKs' default templates ("base",
+"code-interpreter-v1") run on --default-template, which is built before the port opens; build
+other templates first (agent template build debian) or the first create waits for the build. No
+Jupyter server runs, and pause is not supported yet.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(apiKeys) == 0 {
+				if k := os.Getenv("AGENT_SERVE_API_KEY"); k != "" {
+					apiKeys = []string{k}
+				}
+			}
+			generated := false
+			if len(apiKeys) == 0 {
+				apiKeys = []string{serve.GenerateAPIKey()}
+				generated = true
+			}
+			for _, k := range apiKeys {
+				if strings.TrimSpace(k) == "" || strings.ContainsAny(k, "\r\n") {
+					return usageError("--api-key: empty or multi-line key")
+				}
+			}
+			aliasMap := map[string]string{}
+			for _, a := range aliases {
+				k, v, ok := strings.Cut(a, "=")
+				if !ok || k == "" || v == "" {
+					return usageError("--template-alias %q: want E2B_NAME=LOCAL_TEMPLATE", a)
+				}
+				aliasMap[k] = v
+			}
+			lim := local.Limits{CPUs: cpus, Pids: pids}
+			var err error
+			if memory != "" {
+				if lim.MemoryBytes, err = parseSize(memory); err != nil {
+					return usageError("--memory: %v", err)
+				}
+			}
+			if disk != "" {
+				if lim.DiskBytes, err = parseSize(disk); err != nil {
+					return usageError("--disk: %v", err)
+				}
+			}
+			ctx := cmd.Context()
+			b, err := lf.open(ctx, false)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			// The default template is built (or found) before the port opens, so no create waits for it.
+			if _, err := b.Templates().Ensure(ctx, defaultTemplate, progressPrinter(os.Stderr)); err != nil {
+				return usageError("--default-template %s: %v", defaultTemplate, err)
+			}
+			srv, err := serve.New(serve.Config{
+				Provider: &serve.Local{Backend: b, Runtime: lf.runtime, Limits: lim},
+				APIKeys:  apiKeys, Domain: domain, DefaultTemplate: defaultTemplate, TemplateAliases: aliasMap,
+				MaxSandboxes: maxSandboxes, MaxLifetime: maxLifetime, Logger: slog.Default(),
+			})
+			if err != nil {
+				return usageError("%v", err)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", listen, err)
+			}
+			printServeBanner(cmd.OutOrStdout(), ln.Addr().String(), apiKeys[0], generated)
+			serr := srv.Serve(ctx, ln)
+			cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := srv.Close(cctx); err != nil {
+				slog.Error("ending sandboxes", "err", err)
+			}
+			return serr
+		},
+	}
+	lf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&listen, "listen", "127.0.0.1:3000", "address to serve (host:port; port 0 picks a free one)")
+	f.StringArrayVar(&apiKeys, "api-key", nil, "accepted API key (repeatable; env AGENT_SERVE_API_KEY; default: generate and print one)")
+	f.StringVar(&domain, "domain", "", `domain of "{port}-{id}.DOMAIN" hosts, returned to clients (for a TLS proxy with wildcard DNS in front)`)
+	f.StringVar(&defaultTemplate, "default-template", local.DefaultTemplate, "local template serving the SDKs' default templates (base, code-interpreter-v1)")
+	f.StringArrayVar(&aliases, "template-alias", nil, "map an E2B template name to a local template, NAME=LOCAL (repeatable)")
+	f.IntVar(&maxSandboxes, "max-sandboxes", serve.DefaultMaxSandboxes, "sandboxes alive at once; more creates are answered 429")
+	f.DurationVar(&maxLifetime, "max-lifetime", serve.DefaultMaxLifetime, "longest life of a sandbox from its start")
+	f.StringVar(&memory, "memory", "", "memory limit per sandbox (default 1GiB)")
+	f.StringVar(&disk, "disk", "", "disk quota per sandbox (default 10GiB)")
+	f.Float64Var(&cpus, "cpus", 0, "CPU quota per sandbox in CPUs (default 1)")
+	f.Int64Var(&pids, "pids", 0, "process limit per sandbox (default 512)")
+	return cmd
+}
+
+// printServeBanner tells how to point each SDK at the server. Scripts read the *_URL and *_KEY
+// lines (one variable per line, no quoting needed).
+func printServeBanner(w io.Writer, addr, key string, generated bool) {
+	url := "http://" + addr
+	fmt.Fprintf(w, "agent serve: E2B API and envd data plane for local sandboxes on %s\n", url)
+	if generated {
+		fmt.Fprintln(w, "API key generated for this run (pass --api-key to choose one).")
+	}
+	fmt.Fprintln(w, "Point the SDKs at it (E2B: npm/PyPI e2b; Novita: npm/PyPI novita-sandbox):")
+	for _, p := range []string{"E2B", "NOVITA"} {
+		fmt.Fprintf(w, "%s_API_URL=%s\n%s_SANDBOX_URL=%s\n%s_API_KEY=%s\n", p, url, p, url, p, key)
+	}
+}

@@ -1,0 +1,212 @@
+// Package servetest runs a real `agent serve` (sandbox/serve over real local sandboxes) inside a
+// test process, for the tests of the server and of the clients that talk to it (sandbox/e2b).
+// Sandboxes are real: it needs root and runc, and builds the agent binary each sandbox runs as its
+// init.
+package servetest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentrun/agent/internal/leakcheck"
+	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/serve"
+)
+
+// Env holds what the tests of one package share: the agent binary and the reason real sandboxes
+// cannot run here, if any.
+type Env struct {
+	// Binary is the agent binary built for the run.
+	Binary string
+	// SkipReason is set when real sandboxes cannot run (not root, no runc).
+	SkipReason string
+	// TemplateDir is shared by every server of the run.
+	TemplateDir string
+}
+
+// Main builds the agent binary, runs the tests and removes what it built. Call it from TestMain.
+func Main(m *testing.M, env *Env) int {
+	flag.Parse()
+	// Listing or fuzzing runs no test that needs sandboxes: do not build for them.
+	for _, f := range []string{"test.list", "test.fuzz"} {
+		if fl := flag.Lookup(f); fl != nil && fl.Value.String() != "" {
+			env.SkipReason = "not needed when listing or fuzzing"
+			return m.Run()
+		}
+	}
+	if os.Geteuid() != 0 {
+		env.SkipReason = "local sandboxes need root (user namespaces, mounts, cgroups)"
+		return m.Run()
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		env.SkipReason = "runc is not installed (apt-get install runc)"
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "agent-servetest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	env.Binary = filepath.Join(dir, "agent")
+	env.TemplateDir = filepath.Join(dir, "templates")
+	build := exec.Command("go", "build", "-o", env.Binary, "github.com/agentrun/agent/cmd/agent")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the agent binary:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// Server is a running server with its local backend.
+type Server struct {
+	// URL is the server's base URL (control plane and data plane alike).
+	URL string
+	// APIKey is accepted by the server.
+	APIKey string
+	Serve  *serve.Server
+	Local  *local.Backend
+	// Requests counts the HTTP requests the server answered, by status.
+	Requests *StatusCounter
+}
+
+// Start starts a server on 127.0.0.1:0 over a fresh data directory. mod adjusts its configuration;
+// wrap, when set, wraps its handler (e.g. to hide a route as an older server would). Everything is
+// stopped at cleanup, where the test fails if a sandbox, or a mount, cgroup or process of the data
+// directory, is left.
+func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handler) http.Handler) *Server {
+	t.Helper()
+	if env.SkipReason != "" {
+		t.Skip(env.SkipReason)
+	}
+	dd := t.TempDir()
+	// t.TempDir's parents are private; sandboxes' roots must traverse them.
+	for _, d := range []string{filepath.Dir(dd), dd} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Registered before the server's teardown, so it checks after it: no mount, cgroup, process,
+	// loop device or sandbox state of this data directory may remain.
+	checkLeaks(t, dd)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	lvl := slog.LevelWarn
+	if os.Getenv("SERVETEST_DEBUG") != "" {
+		lvl = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	b, err := local.New(ctx, local.Config{DataDir: dd, TemplateDir: env.TemplateDir, Binary: env.Binary, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := serve.GenerateAPIKey()
+	cfg := serve.Config{Provider: &serve.Local{Backend: b}, APIKeys: []string{key}, Logger: logger}
+	if mod != nil {
+		mod(&cfg)
+	}
+	srv, err := serve.New(cfg)
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Close()
+		t.Fatal(err)
+	}
+	counter := &StatusCounter{}
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	h = counter.wrap(h)
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, MaxHeaderBytes: serve.MaxHeaderBytes}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serving: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+		<-done
+		if err := srv.Close(ctx); err != nil {
+			t.Errorf("closing the server: %v", err)
+		}
+		left, err := b.List(ctx)
+		if err != nil {
+			t.Errorf("listing sandboxes: %v", err)
+		}
+		for _, in := range left {
+			t.Errorf("sandbox %s left behind after the server closed", in.ID)
+		}
+		if err := b.Close(); err != nil {
+			t.Errorf("closing the backend: %v", err)
+		}
+		if _, err := b.GC(ctx); err != nil {
+			t.Errorf("gc: %v", err)
+		}
+	})
+	return &Server{URL: "http://" + ln.Addr().String(), APIKey: key, Serve: srv, Local: b, Requests: counter}
+}
+
+// checkLeaks takes a snapshot of the host resources of data directory dd now and, at cleanup,
+// fails the test if any is left. Loop devices and network interfaces are host-wide: only loop
+// devices backed by a file under dd count (other tests on the host come and go meanwhile).
+func checkLeaks(t testing.TB, dd string) {
+	t.Helper()
+	sc := leakcheck.Scope{
+		MountPrefixes:  []string{dd},
+		CgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
+		ProcessMarkers: []string{dd},
+		DataDirs:       []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "slots")},
+		SkipNft:        true,
+	}
+	base, err := leakcheck.Take(sc)
+	if err != nil {
+		t.Fatalf("leak check baseline: %v", err)
+	}
+	t.Cleanup(func() {
+		var leaks []string
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			now, err := leakcheck.Take(sc)
+			if err != nil {
+				t.Errorf("leak check: %v", err)
+				return
+			}
+			leaks = leaks[:0]
+			for _, l := range base.Diff(now) {
+				switch {
+				case strings.HasPrefix(l, "network interface: "):
+				case strings.HasPrefix(l, "loop device: ") && !strings.Contains(l, dd):
+				default:
+					leaks = append(leaks, l)
+				}
+			}
+			if len(leaks) == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(leaks) > 0 {
+			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
+		}
+	})
+}
