@@ -54,7 +54,7 @@ func benchMain() (exit int) {
 	flag.IntVar(&conc, "concurrency", 16, "concurrent creates in the concurrent runs")
 	flag.IntVar(&density, "density", 500, "idle sandboxes in the density run (0 skips it)")
 	flag.IntVar(&poolSize, "pool", 4, "pool size in the pool runs")
-	flag.StringVar(&sections, "sections", "create,breakdown,density,network", "sections to run")
+	flag.StringVar(&sections, "sections", "create,breakdown,density", "sections to run: create, breakdown, density, network (scripts/bench-network.sh runs network alone)")
 	flag.IntVar(&netReps, "net-reps", 5, "transfers per path in the network throughput run")
 	flag.Int64Var(&netMiB, "net-mib", 256, "MiB per transfer in the network throughput run")
 	flag.BoolVar(&fixCrun, "fix-crun", false, "on a cgroup hybrid host, apply the crun host fix (agent doctor --fix) for the run and undo it after")
@@ -100,8 +100,12 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	r.printf("## Local sandboxes (sandboxbench)\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row.\n\n",
-		host, runtime.NumCPU(), memTotal(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
+	title := "Local sandboxes (sandboxbench)"
+	if slices.Equal(c.sections, []string{"network"}) {
+		title = "Networked sandboxes (sandboxbench -sections network)"
+	}
+	r.printf("## %s\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row.\n\n",
+		title, host, runtime.NumCPU(), memTotal(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
 	open := func(rt string, pool int, tpl string) (*local.Backend, error) {
 		return local.New(ctx, local.Config{DataDir: c.dataDir, TemplateDir: c.templateDir, Binary: c.binary, Runtime: rt,
 			Pool: pool, PoolTemplate: tpl})
@@ -112,6 +116,9 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 	}
 	var usable []string
 	for _, rt := range c.runtimes {
+		if !slices.Contains(c.sections, "create") && !slices.Contains(c.sections, "breakdown") {
+			break
+		}
 		if err := probe(ctx, b0, rt); err != nil {
 			r.printf("- %s skipped: %v\n", rt, firstLine(err.Error()))
 			continue
