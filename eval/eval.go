@@ -47,6 +47,9 @@ type Model struct {
 type Config struct {
 	// Models are the models, in the order given; at least one.
 	Models []Model
+	// Backends, when set, are the sandbox backends of every model's run (each opened once, as
+	// tasks need it); otherwise Run's backend serves every task.
+	Backends *runner.Backends
 	// Out is the results directory: new (absent or empty), or with Resume an earlier
 	// evaluation's.
 	Out string
@@ -102,8 +105,12 @@ var (
 	ErrBaseline = errors.New("unusable baseline")
 )
 
-// Run runs the evaluation with the sandboxes of backend.
+// Run runs the evaluation with the sandboxes of backend, or of cfg.Backends when set (backend may
+// then be nil).
 func Run(ctx context.Context, cfg Config, backend runner.Backend) (*Outcome, error) {
+	if cfg.Backends == nil && backend == nil {
+		return nil, fmt.Errorf("%w: no sandbox backend", ErrConfig)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -158,7 +165,12 @@ func Run(ctx context.Context, cfg Config, backend runner.Backend) (*Outcome, err
 			break
 		}
 		log.Info("eval: running model", "model", cfg.Models[i].Model, "jobs", r.Jobs())
-		sum, err := r.Run(ctx, backend)
+		var sum *runner.Summary
+		if cfg.Backends != nil {
+			sum, err = r.RunWith(ctx, cfg.Backends)
+		} else {
+			sum, err = r.Run(ctx, backend)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", cfg.Models[i].Model, err)
 		}

@@ -19,7 +19,8 @@ import (
 // forkBase is one task's shared setup.
 type forkBase struct {
 	task    string
-	builder int // the epoch building it
+	builder int    // the epoch building it
+	forker  Forker // the task's backend
 	ready   chan struct{}
 	once    sync.Once
 
@@ -42,7 +43,8 @@ func (r *Runner) forkBase(t *task) *forkBase {
 	if !s.ForkSetup || max(s.Repeat, 1) < 2 || len(s.Setup) == 0 {
 		return nil
 	}
-	if _, ok := r.backend.(Forker); !ok {
+	f, ok := t.b.(Forker)
+	if !ok {
 		return nil
 	}
 	r.forks.mu.Lock()
@@ -52,7 +54,7 @@ func (r *Runner) forkBase(t *task) *forkBase {
 	}
 	fb := r.forks.m[s.Name]
 	if fb == nil {
-		fb = &forkBase{task: s.Name, builder: t.j.epoch, ready: make(chan struct{})}
+		fb = &forkBase{task: s.Name, builder: t.j.epoch, forker: f, ready: make(chan struct{})}
 		r.forks.m[s.Name] = fb
 		t.building = fb
 	}
@@ -76,7 +78,7 @@ func (t *task) fromFork(ctx, tctx context.Context, fb *forkBase) (Sandbox, error
 		t.warn("fork_setup: the shared setup of epoch %d is not available (%v); this epoch runs its own setup", fb.builder, fb.err)
 		return nil, nil
 	}
-	sb, err := t.r.backend.(Forker).CreateFrom(tctx, fb.snapshot, t.request())
+	sb, err := fb.forker.CreateFrom(tctx, fb.snapshot, t.request())
 	if err != nil {
 		if ctx.Err() != nil || tctx.Err() != nil {
 			return nil, err
@@ -103,7 +105,7 @@ func (t *task) shareSetup(ctx context.Context) {
 		t.endFork(fmt.Errorf("its setup ended in %s", t.res.Reason))
 		return
 	}
-	snap, err := t.r.backend.(Forker).Snapshot(ctx, t.sb, fmt.Sprintf("agent run %s: setup of task %s (fork_setup)", t.r.id, t.s.Name))
+	snap, err := fb.forker.Snapshot(ctx, t.sb, fmt.Sprintf("agent run %s: setup of task %s (fork_setup)", t.r.id, t.s.Name))
 	if err != nil {
 		t.warn("fork_setup: snapshotting the setup: %v; the other epochs run their own setup", err)
 		t.endFork(err)
@@ -136,26 +138,22 @@ func (t *task) endFork(err error) {
 // kept sandbox still uses is left to the backend's garbage collection).
 func (r *Runner) removeForks(ctx context.Context) {
 	r.forks.mu.Lock()
-	var snaps []string
+	var done []*forkBase
 	for _, fb := range r.forks.m {
 		select {
 		case <-fb.ready:
 			if fb.snapshot != "" {
-				snaps = append(snaps, fb.snapshot)
+				done = append(done, fb)
 			}
 		default:
 		}
 	}
 	r.forks.mu.Unlock()
-	f, ok := r.backend.(Forker)
-	if !ok {
-		return
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	for _, s := range snaps {
-		if err := f.RemoveSnapshot(ctx, s); err != nil {
-			r.log.Warn("removing a fork_setup snapshot", "snapshot", s, "err", err)
+	for _, fb := range done {
+		if err := fb.forker.RemoveSnapshot(ctx, fb.snapshot); err != nil {
+			r.log.Warn("removing a fork_setup snapshot", "snapshot", fb.snapshot, "err", err)
 		}
 	}
 }

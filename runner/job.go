@@ -30,6 +30,11 @@ type task struct {
 
 	gone bool // the sandbox stopped answering: skip what needs it
 
+	// b is the backend the task runs on (its spec's, else the run's default); bErr why it could
+	// not be opened.
+	b    Backend
+	bErr error
+
 	cont     *continuation // the interrupted session this task continues (keep.go)
 	building *forkBase     // the shared setup this epoch builds (fork.go)
 }
@@ -39,10 +44,13 @@ type task struct {
 func (r *Runner) runJob(ctx context.Context, j *job) (*TaskResult, error) {
 	s := j.spec
 	dir := filepath.Join(r.cfg.Out, j.dir)
+	b, berr := r.backends.get(ctx, r.backendName(s))
 	// An interrupted task continues in its kept sandbox when it can (read before the clearing).
-	cont := r.loadContinuation(j, dir)
-	if cont == nil {
-		r.discardKept(ctx, j)
+	var cont *continuation
+	if berr == nil {
+		if cont = r.loadContinuation(b, j, dir); cont == nil {
+			r.discardKept(ctx, b, j)
+		}
 	}
 	// A re-run (resume after an edit, or of a canceled task) starts from an empty directory.
 	if err := os.RemoveAll(dir); err != nil {
@@ -55,7 +63,7 @@ func (r *Runner) runJob(ctx context.Context, j *job) (*TaskResult, error) {
 		SchemaVersion: ResultSchema, Task: s.Name, Epoch: j.epoch, Epochs: max(s.Repeat, 1),
 		SpecFile: s.File, SpecDigest: s.Digest, Model: j.model, Tags: s.Tags, Dir: j.dir,
 		StartedAt: time.Now().UTC(),
-	}, cont: cont}
+	}, b: b, bErr: berr, cont: cont}
 	r.emit(Event{Type: EventTaskStart, Task: s.Name, Epoch: j.epoch})
 	werr := t.run(ctx)
 	res := t.res

@@ -99,7 +99,7 @@ func (t *task) keep(ctx context.Context) bool {
 	}
 	k, ok := t.sb.(Keeper)
 	if !ok {
-		t.warn("keep %s: the %s backend cannot keep sandboxes; the sandbox was destroyed", t.s.Keep, t.r.backend.Name())
+		t.warn("keep %s: the %s backend cannot keep sandboxes; the sandbox was destroyed", t.s.Keep, t.b.Name())
 		return false
 	}
 	status := string(t.res.Status)
@@ -116,7 +116,7 @@ func (t *task) keep(ctx context.Context) bool {
 		t.warn("keeping sandbox %s: %v; it was destroyed", t.sb.ID(), err)
 		return false
 	}
-	t.res.Kept = &KeptSandbox{ID: t.sb.ID(), Backend: t.r.backend.Name(), Command: k.EnterCommand()}
+	t.res.Kept = &KeptSandbox{ID: t.sb.ID(), Backend: t.b.Name(), Command: k.EnterCommand()}
 	return true
 }
 
@@ -137,12 +137,12 @@ const maxTranscriptRead = 64 << 20
 // loadContinuation reads what an interrupted task can continue from: its kept sandbox and the
 // completed steps of its transcript. nil when it must restart (no kept sandbox, no transcript, a
 // replay, a backend that cannot revive).
-func (r *Runner) loadContinuation(j *job, dir string) *continuation {
+func (r *Runner) loadContinuation(b Backend, j *job, dir string) *continuation {
 	prev := j.interrupted
-	if prev == nil || prev.Kept == nil || prev.Kept.Backend != r.backend.Name() {
+	if prev == nil || prev.Kept == nil || prev.Kept.Backend != b.Name() {
 		return nil
 	}
-	if _, ok := r.backend.(Reviver); !ok {
+	if _, ok := b.(Reviver); !ok {
 		return nil
 	}
 	f, err := os.Open(filepath.Join(dir, TranscriptFile))
@@ -223,7 +223,7 @@ func assistantMessage(m transcript.Message) provider.Message {
 // the task must start over in a fresh sandbox.
 func (t *task) revive(ctx context.Context) (Sandbox, bool) {
 	c := t.cont
-	rv := t.r.backend.(Reviver)
+	rv := t.b.(Reviver)
 	sb, filesOnly, err := rv.Revive(ctx, c.sandbox, t.request())
 	if err != nil {
 		t.warn("continuing in kept sandbox %s: %v; the task starts over", c.sandbox, err)
@@ -267,6 +267,9 @@ func (t *task) continueTask(task *agent.Task) {
 // forked from the task's setup snapshot (fork_setup), or a fresh one. skipPrep is set when seeds
 // and setup are already in it.
 func (t *task) sandbox(ctx, tctx context.Context) (sb Sandbox, skipPrep bool, err error) {
+	if t.bErr != nil {
+		return nil, false, t.bErr
+	}
 	if t.cont != nil {
 		if sb, ok := t.revive(tctx); ok {
 			return sb, true, nil
@@ -278,17 +281,17 @@ func (t *task) sandbox(ctx, tctx context.Context) (sb Sandbox, skipPrep bool, er
 			return sb, err == nil, err
 		}
 	}
-	sb, err = t.r.backend.Create(tctx, t.request())
+	sb, err = t.b.Create(tctx, t.request())
 	return sb, false, err
 }
 
 // discardKept destroys the sandbox an interrupted session kept for a task that starts over.
-func (r *Runner) discardKept(ctx context.Context, j *job) {
+func (r *Runner) discardKept(ctx context.Context, b Backend, j *job) {
 	prev := j.interrupted
-	if prev == nil || prev.Kept == nil || prev.Kept.Backend != r.backend.Name() {
+	if prev == nil || prev.Kept == nil || prev.Kept.Backend != b.Name() {
 		return
 	}
-	rv, ok := r.backend.(Reviver)
+	rv, ok := b.(Reviver)
 	if !ok {
 		return
 	}

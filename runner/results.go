@@ -104,7 +104,8 @@ type RunInfo struct {
 	Flags map[string]string `json:"flags,omitempty"`
 	// ConfigFile is the agent.yaml used.
 	ConfigFile string `json:"config_file,omitempty"`
-	// Backend is the sandbox backend; Runtime its OCI runtime when local.
+	// Backend is the default sandbox backend (tasks list their own); Runtime its OCI runtime when
+	// local.
 	Backend string `json:"backend"`
 	Runtime string `json:"runtime,omitempty"`
 	// Network lists the network modes the tasks run with.
@@ -136,14 +137,16 @@ type Versions struct {
 
 // RunTask describes one selected task in run.json.
 type RunTask struct {
-	Name     string   `json:"name"`
-	File     string   `json:"file"`
-	Digest   string   `json:"digest"`
-	Model    string   `json:"model"`
-	Template string   `json:"template"`
-	Network  string   `json:"network"`
-	Repeat   int      `json:"repeat"`
-	Tags     []string `json:"tags,omitempty"`
+	Name     string `json:"name"`
+	File     string `json:"file"`
+	Digest   string `json:"digest"`
+	Model    string `json:"model"`
+	Template string `json:"template"`
+	Network  string `json:"network"`
+	// Sandbox is the backend the task runs on.
+	Sandbox string   `json:"sandbox"`
+	Repeat  int      `json:"repeat"`
+	Tags    []string `json:"tags,omitempty"`
 }
 
 // Session is one invocation on a results directory.

@@ -146,12 +146,12 @@ type job struct {
 
 // Runner runs one suite into one results directory.
 type Runner struct {
-	cfg     Config
-	backend Backend
-	lim     Limits
-	log     *slog.Logger
-	jobs    []*job
-	id      string // the run's id (a resumed run keeps its first id)
+	cfg      Config
+	backends *Backends
+	lim      Limits
+	log      *slog.Logger
+	jobs     []*job
+	id       string // the run's id (a resumed run keeps its first id)
 
 	mu   sync.Mutex // guards info, the jobs' results and the summary files
 	info RunInfo
@@ -216,7 +216,16 @@ func (r *Runner) Run(ctx context.Context, backend Backend) (*Summary, error) {
 	if backend == nil {
 		return nil, errors.New("runner: no sandbox backend")
 	}
-	r.backend = backend
+	return r.RunWith(ctx, Fixed(backend))
+}
+
+// RunWith is Run with the run's backends opened as tasks need them: each task runs on the backend
+// its spec names (`sandbox:`), or on backends.Default.
+func (r *Runner) RunWith(ctx context.Context, backends *Backends) (*Summary, error) {
+	if backends == nil || backends.Default == "" || backends.Open == nil {
+		return nil, errors.New("runner: no sandbox backend")
+	}
+	r.backends = backends
 	started := time.Now().UTC()
 	if err := r.prepare(started); err != nil {
 		return nil, err
@@ -293,6 +302,14 @@ func (r *Runner) Run(ctx context.Context, backend Backend) (*Summary, error) {
 	return sum, nil
 }
 
+// backendName names the backend a task runs on: its spec's, else the run's default.
+func (r *Runner) backendName(s *spec.Spec) string {
+	if s.Sandbox != "" {
+		return string(s.Sandbox)
+	}
+	return r.backends.Default
+}
+
 // prepare creates (or, for Resume, reads) the results directory and writes run.json.
 func (r *Runner) prepare(started time.Time) error {
 	out := r.cfg.Out
@@ -337,7 +354,7 @@ func (r *Runner) prepare(started time.Time) error {
 	info.EndedAt = nil
 	info.Interrupted = false
 	info.Versions.Transcript = transcript.Version
-	info.Backend = r.backend.Name()
+	info.Backend = r.backends.Default
 	info.Concurrency = r.cfg.Concurrency
 	if info.Templates == nil {
 		info.Templates = map[string]string{}
@@ -350,7 +367,7 @@ func (r *Runner) prepare(started time.Time) error {
 		}
 		s := j.spec
 		info.Tasks = append(info.Tasks, RunTask{Name: s.Name, File: s.File, Digest: s.Digest, Model: j.model,
-			Template: s.Template, Network: s.Network.String(), Repeat: max(s.Repeat, 1), Tags: s.Tags})
+			Template: s.Template, Network: s.Network.String(), Sandbox: r.backendName(s), Repeat: max(s.Repeat, 1), Tags: s.Tags})
 		nets[s.Network.String()] = true
 	}
 	info.Network = nil

@@ -15,7 +15,7 @@ Point the SDKs at it, unmodified:
     export E2B_API_URL=http://127.0.0.1:3000 E2B_SANDBOX_URL=http://127.0.0.1:3000 E2B_API_KEY=<key>
   Novita (npm / PyPI novita-sandbox >= 2.0.7; leave NOVITA_DOMAIN unset):
     export NOVITA_API_URL=http://127.0.0.1:3000 NOVITA_SANDBOX_URL=http://127.0.0.1:3000 NOVITA_API_KEY=<key>
-  This project's runner elsewhere: agent run --backend e2b (or novita) with the same variables.
+  This project's runner elsewhere: agent run --sandbox e2b (or novita) with the same variables.
 Then, for example:
     python3 -c 'from e2b import Sandbox; s = Sandbox.create(); print(s.commands.run("uname -sr").stdout); s.kill()'
     node --input-type=module -e 'import {Sandbox} from "e2b"; const s = await Sandbox.create(); console.log((await s.commands.run("uname -sr")).stdout); await s.kill()'

@@ -78,7 +78,7 @@ model for later turns, /files lists the sandbox's files, /exit ends the chat and
 			if err != nil {
 				return err
 			}
-			b, closeBackend, err := openBackend(ctx, backend, &lf)
+			b, closeBackend, err := openBackend(ctx, taskBackend(s, backend), &lf)
 			if err != nil {
 				return err
 			}

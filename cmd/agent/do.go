@@ -119,7 +119,7 @@ error); 2 usage error; 3 internal error.`,
 			if err := checkModels(models, []*spec.Spec{s}); err != nil {
 				return err
 			}
-			b, closeBackend, err := openBackend(ctx, backend, &lf)
+			b, closeBackend, err := openBackend(ctx, taskBackend(s, backend), &lf)
 			if err != nil {
 				return err
 			}

@@ -11,8 +11,8 @@ import (
 
 func newDoctorCmd() *cobra.Command {
 	var (
-		dataDir, templateDir string
-		fix, noSmoke         bool
+		dataDir, templateDir  string
+		fix, undoFix, noSmoke bool
 	)
 	cmd := &cobra.Command{
 		Use:   "doctor",
@@ -25,6 +25,13 @@ templates, then creates a sandbox with each usable runtime. It exits 1 when some
 sitting on the v2 hierarchy (usually hugetlb) to v1 hierarchies so crun works (until reboot).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if undoFix {
+				if err := local.UndoCrunHybridFix(nil); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), "undone: the moved controllers are back on the v2 hierarchy")
+				return nil
+			}
 			if fix {
 				mounted, err := local.FixCrunHybrid()
 				if err != nil {
@@ -54,6 +61,7 @@ sitting on the v2 hierarchy (usually hugetlb) to v1 hierarchies so crun works (u
 	f.StringVar(&dataDir, "data-dir", envOr("AGENT_DATA_DIR", local.DefaultDataDir), "data dir to check (env AGENT_DATA_DIR)")
 	f.StringVar(&templateDir, "template-dir", os.Getenv("AGENT_TEMPLATE_DIR"), "template dir (default DATA_DIR/templates)")
 	f.BoolVar(&fix, "fix", false, "apply known host fixes (crun on cgroup hybrid hosts)")
+	f.BoolVar(&undoFix, "undo-fix", false, "undo --fix (move the controllers back to cgroup v2)")
 	f.BoolVar(&noSmoke, "no-smoke", false, "skip creating a sandbox with each runtime")
 	return cmd
 }

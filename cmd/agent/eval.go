@@ -182,23 +182,27 @@ func runEval(cmd *cobra.Command, f *evalFlags, args []string) error {
 		}
 		console.Observe(e)
 	}
-	backend, closeBackend, err := openBackend(ctx, f.backend, &f.lf)
+	var allSpecs []*spec.Spec
+	for _, m := range emodels {
+		allSpecs = append(allSpecs, m.Specs...)
+	}
+	backends, closeBackends, err := runBackends(f.backend, allSpecs, &f.lf)
 	if err != nil {
 		return err
 	}
-	defer closeBackend()
+	defer closeBackends()
 	stopSignals := onInterrupt(ctx, cmd.ErrOrStderr())
 	defer stopSignals()
 
 	o, err := eval.Run(ctx, eval.Config{
 		Models: emodels, Out: out, Resume: f.resume != "", Concurrency: concurrency,
-		Prices: prices, Budget: budget, PricesFile: run.Prices, Baseline: f.baseline, MaxRegression: f.maxRegression,
+		Prices: prices, Budget: budget, PricesFile: run.Prices, Baseline: f.baseline, MaxRegression: f.maxRegression, Backends: backends,
 		SeedsRoot: f.seedsRoot, Observer: observer, Repeat: f.of.repeat,
 		Info: runner.RunInfo{
 			Versions: runner.Versions{Agent: version, Go: runtime.Version(), EnvdProtocol: envdVersion()},
 			Command:  redactArgs(os.Args), Args: args, Flags: changedFlags(cmd), Provider: run.Provider, BaseURL: redactURL(run.BaseURL),
 		},
-	}, backend)
+	}, nil)
 	console.Close()
 	if err != nil {
 		switch {

@@ -201,6 +201,11 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if f.backend == "local" {
 		info.Runtime = f.lf.runtime
 	}
+	backends, closeBackends, err := runBackends(f.backend, suite.Specs, &f.lf)
+	if err != nil {
+		return err
+	}
+	defer closeBackends()
 	r, err := runner.New(runner.Config{
 		Specs: suite.Specs, Models: models, Out: f.out, Resume: f.resume != "",
 		Concurrency: concurrency, FailFast: f.failFast, Observer: observer, Prices: prices, Budget: budget, Info: info,
@@ -211,15 +216,9 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err := checkModels(models, suite.Specs); err != nil {
 		return err
 	}
-	backend, closeBackend, err := openBackend(ctx, f.backend, &f.lf)
-	if err != nil {
-		return err
-	}
-	defer closeBackend()
-
 	stopSignals := onInterrupt(ctx, cmd.ErrOrStderr())
 	defer stopSignals()
-	sum, err := r.Run(ctx, backend)
+	sum, err := r.RunWith(ctx, backends)
 	console.Close()
 	if err != nil {
 		if errors.Is(err, runner.ErrOut) || errors.Is(err, runner.ErrResume) {

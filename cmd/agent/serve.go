@@ -22,7 +22,8 @@ func newServeCmd() *cobra.Command {
 		listen, domain, defaultTemplate, memory, disk string
 		apiKeys, aliases                              []string
 		maxSandboxes                                  int
-		maxLifetime                                   time.Duration
+		maxLifetime, maxPaused                        time.Duration
+		allowInternet                                 bool
 		cpus                                          float64
 		pids                                          int64
 	)
@@ -30,7 +31,7 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Serve local sandboxes behind the E2B API (control plane and envd on one port)",
 		Long: `serve exposes local sandboxes through the E2B REST API and the envd data plane, on one
-port, so the official E2B and Novita SDKs (and agent run --backend e2b|novita of another machine)
+port, so the official E2B and Novita SDKs (and agent run --sandbox e2b|novita of another machine)
 use them unmodified:
 
   agent serve --listen 127.0.0.1:3000
@@ -44,7 +45,20 @@ printed. Each sandbox gets its own random envd access token. Sandboxes end at th
 killed, or when serve stops (SIGINT/SIGTERM). The SDKs' default templates ("base",
 "code-interpreter-v1") run on --default-template, which is built before the port opens; build
 other templates first (agent template build debian) or the first create waits for the build. No
-Jupyter server runs, and pause is not supported yet.`,
+Jupyter server runs.
+
+Pause (POST /sandboxes/ID/pause, the SDKs' pause()) freezes a sandbox with the cgroup freezer:
+memory, processes and files are kept and its timeout clock stops; connect (or the legacy resume)
+resumes it with the timeout the connect asks for. A paused sandbox counts against --max-sandboxes
+and is killed after --max-paused. autoPause (lifecycle on_timeout pause) pauses at the timeout
+instead of killing; with autoResume, data-plane traffic resumes it.
+
+Network: by default every sandbox gets network none (loopback only), whatever the create asks,
+and reports allowInternetAccess false. With --allow-internet a create asking for internet access
+(allow_internet_access, the SDKs' default) gets the internet mode: public addresses only, never
+the host, private or link-local ranges, nor other sandboxes. network.allowOut with everything else
+denied (allow_internet_access false, or denyOut ["0.0.0.0/0"]) becomes an allow-list of its
+domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(apiKeys) == 0 {
@@ -95,7 +109,8 @@ Jupyter server runs, and pause is not supported yet.`,
 			srv, err := serve.New(serve.Config{
 				Provider: &serve.Local{Backend: b, Runtime: lf.runtime, Limits: lim},
 				APIKeys:  apiKeys, Domain: domain, DefaultTemplate: defaultTemplate, TemplateAliases: aliasMap,
-				MaxSandboxes: maxSandboxes, MaxLifetime: maxLifetime, Logger: slog.Default(),
+				MaxSandboxes: maxSandboxes, MaxLifetime: maxLifetime, MaxPaused: maxPaused, AllowInternet: allowInternet,
+				Logger: slog.Default(),
 			})
 			if err != nil {
 				return usageError("%v", err)
@@ -122,7 +137,9 @@ Jupyter server runs, and pause is not supported yet.`,
 	f.StringVar(&defaultTemplate, "default-template", local.DefaultTemplate, "local template serving the SDKs' default templates (base, code-interpreter-v1)")
 	f.StringArrayVar(&aliases, "template-alias", nil, "map an E2B template name to a local template, NAME=LOCAL (repeatable)")
 	f.IntVar(&maxSandboxes, "max-sandboxes", serve.DefaultMaxSandboxes, "sandboxes alive at once; more creates are answered 429")
-	f.DurationVar(&maxLifetime, "max-lifetime", serve.DefaultMaxLifetime, "longest life of a sandbox from its start")
+	f.DurationVar(&maxLifetime, "max-lifetime", serve.DefaultMaxLifetime, "longest time a sandbox runs (time paused excluded)")
+	f.DurationVar(&maxPaused, "max-paused", serve.DefaultMaxPaused, "longest time a sandbox stays paused before it is killed")
+	f.BoolVar(&allowInternet, "allow-internet", false, "give sandboxes the internet access (or allow-list) their create asks for; without it every sandbox has network none")
 	f.StringVar(&memory, "memory", "", "memory limit per sandbox (default 1GiB)")
 	f.StringVar(&disk, "disk", "", "disk quota per sandbox (default 10GiB)")
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota per sandbox in CPUs (default 1)")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -288,7 +289,7 @@ func remoteOpener(flavor e2b.Flavor) backendOpener {
 		}
 		b, err := remotebackend.FromEnv(flavor, os.Getenv, lf.maxSandboxes)
 		if err != nil {
-			return nil, nil, usageError("--backend %s: %v", flavor, err)
+			return nil, nil, usageError("sandbox %s: %v", flavor, err)
 		}
 		return b, b.Close, nil
 	}
@@ -329,14 +330,99 @@ func backendNames() string {
 func openBackend(ctx context.Context, name string, lf *localFlags) (runner.Backend, func() error, error) {
 	open, ok := backendOpeners()[name]
 	if !ok {
-		return nil, nil, usageError("--backend %q: want one of %s", name, backendNames())
+		return nil, nil, usageError("--sandbox %q: want one of %s", name, backendNames())
 	}
 	return open(ctx, lf)
 }
 
-// registerBackend adds the --backend and --max-sandboxes flags.
+// taskBackend is the backend a spec runs on: its own (`sandbox:`), else the flag's.
+func taskBackend(s *spec.Spec, flag string) string {
+	if s.Sandbox != "" {
+		return string(s.Sandbox)
+	}
+	return flag
+}
+
+// checkBackend tells, without creating anything, why the named backend could not be opened: an
+// unknown name, no root for local sandboxes, a remote flavor's missing or malformed settings.
+func checkBackend(name string, lf *localFlags) error {
+	switch name {
+	case localbackend.Name:
+		if os.Geteuid() != 0 {
+			return usageError("local sandboxes need root (user namespaces, mounts, cgroups); run as root, or see agent doctor")
+		}
+		return nil
+	case string(e2b.FlavorE2B), string(e2b.FlavorNovita):
+		if lf.maxSandboxes < 0 {
+			return usageError("--max-sandboxes must not be negative")
+		}
+		cfg, err := e2b.ConfigFromEnv(e2b.Flavor(name), os.Getenv)
+		if err == nil {
+			_, err = e2b.New(cfg) // validates; contacts nothing
+		}
+		if err != nil {
+			return usageError("sandbox %s: %v", name, err)
+		}
+		return nil
+	}
+	return usageError("sandbox %q: want one of %s", name, backendNames())
+}
+
+// runBackends returns the backends of a run: def (--sandbox) for specs that name none, and each
+// backend a spec names, opened by the runner when the first task needing it starts. Every backend
+// the specs use is checked first, so a run that could not open one is a usage error before
+// anything runs. closeAll closes what was opened.
+func runBackends(def string, specs []*spec.Spec, lf *localFlags) (bs *runner.Backends, closeAll func(), err error) {
+	used := map[string]bool{}
+	for _, s := range specs {
+		used[taskBackend(s, def)] = true
+	}
+	if _, ok := backendOpeners()[def]; !ok {
+		return nil, nil, usageError("--sandbox %q: want one of %s", def, backendNames())
+	}
+	names := make([]string, 0, len(used))
+	for n := range used {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := checkBackend(n, lf); err != nil {
+			return nil, nil, err
+		}
+	}
+	var (
+		mu      sync.Mutex
+		closers []func() error
+	)
+	bs = &runner.Backends{Default: def, Open: func(ctx context.Context, name string) (runner.Backend, error) {
+		b, closeB, err := openBackend(ctx, name, lf)
+		if err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		closers = append(closers, closeB)
+		mu.Unlock()
+		return b, nil
+	}}
+	closeAll = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range closers {
+			if err := c(); err != nil {
+				fmt.Fprintf(os.Stderr, "closing a sandbox backend: %v\n", err)
+			}
+		}
+		closers = nil
+	}
+	return bs, closeAll, nil
+}
+
+// registerBackend adds the --sandbox flag (and its older name --backend) and --max-sandboxes.
 func registerBackend(fs *pflag.FlagSet, p *string, lf *localFlags) {
-	fs.StringVar(p, "backend", envOr("AGENT_BACKEND", localbackend.Name), "sandbox backend: "+backendNames()+" (env AGENT_BACKEND)")
+	def := envOr("AGENT_SANDBOX", envOr("AGENT_BACKEND", localbackend.Name))
+	fs.StringVar(p, "sandbox", def, "sandbox backend of tasks whose spec names none: "+backendNames()+" (env AGENT_SANDBOX)")
+	fs.StringVar(p, "backend", def, "older name of --sandbox")
+	_ = fs.MarkHidden("backend")
 	fs.IntVar(&lf.maxSandboxes, "max-sandboxes", 0, "remote backends (e2b, novita): sandboxes held at once, 0 for no cap of our own (the provider's 429s are waited out)")
 }
 

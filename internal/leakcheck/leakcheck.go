@@ -29,14 +29,19 @@ type Scope struct {
 	// CgroupPrefixes: only cgroups whose path (relative to the hierarchy root) starts with these.
 	CgroupPrefixes []string
 	// ProcessMarkers: only processes whose command line contains one of these strings, plus
-	// processes in a cgroup under one of ProcessCgroupPrefixes, plus this process's descendants.
-	// Both empty: every process.
+	// processes in a cgroup under one of ProcessCgroupPrefixes, plus (with Descendants) this
+	// process's descendants. Markers and cgroup prefixes both empty: every process.
 	ProcessMarkers        []string
 	ProcessCgroupPrefixes []string
+	Descendants           bool
 	// DataDirs: files and directories under these paths.
 	DataDirs []string
-	// SkipNft skips the nftables ruleset.
-	SkipNft bool
+	// LinkPrefixes: only network interfaces whose name starts with one of these (empty: all).
+	LinkPrefixes []string
+	// SkipLinks and SkipNft skip network interfaces and the nftables ruleset: both are host-wide,
+	// so on a shared host another suite's network tests show up as changes.
+	SkipLinks bool
+	SkipNft   bool
 	// Extra, when set, lists further resources (as strings) to compare, e.g. registry entries.
 	Extra func() []string
 }
@@ -63,7 +68,9 @@ func Take(sc Scope) (*Snapshot, error) {
 	s.Cgroups = cgroupDirs(sc)
 	s.Processes = processes(sc)
 	s.Loops = loops(sc)
-	s.Links = links()
+	if !sc.SkipLinks {
+		s.Links = links(sc)
+	}
 	if !sc.SkipNft {
 		s.Nft = nftRuleset()
 	}
@@ -284,7 +291,7 @@ func processes(sc Scope) []string {
 		if pid == self || in.cmd == "" {
 			continue
 		}
-		keep := descendant(pid) || inCgroups(pid, sc.ProcessCgroupPrefixes)
+		keep := (sc.Descendants && descendant(pid)) || inCgroups(pid, sc.ProcessCgroupPrefixes)
 		for _, m := range sc.ProcessMarkers {
 			if strings.Contains(in.cmd, m) {
 				keep = true
@@ -343,11 +350,17 @@ func loops(sc Scope) []string {
 	return out
 }
 
-func links() []string {
+func links(sc Scope) []string {
 	ents, _ := os.ReadDir("/sys/class/net")
 	var out []string
 	for _, e := range ents {
-		out = append(out, e.Name())
+		keep := len(sc.LinkPrefixes) == 0
+		for _, p := range sc.LinkPrefixes {
+			keep = keep || strings.HasPrefix(e.Name(), p)
+		}
+		if keep {
+			out = append(out, e.Name())
+		}
 	}
 	slices.Sort(out)
 	return out

@@ -61,6 +61,7 @@ repeat: 3
 tags: [python, bugfix]
 network: {allow: [pypi.org, "*.pythonhosted.org", 203.0.113.7, "2001:db8::/32"]}
 keep: failed
+sandbox: novita
 fork_setup: false
 stop_background: true
 `
@@ -92,7 +93,7 @@ func TestResolveFullSpec(t *testing.T) {
 	}
 	if s.Name != "full" || s.Prompt != "Fix the bug.\n" || s.Model != "novita:qwen/qwen3-coder-30b-a3b-instruct" ||
 		s.Template != "debian" || s.Workdir != "/work" || s.System != "You are terse." || s.Repeat != 3 ||
-		s.Keep != KeepFailed || s.ForkSetup || !s.StopBackground || s.NamePos != (Pos{2, 7}) {
+		s.Keep != KeepFailed || s.Sandbox != BackendNovita || s.ForkSetup || !s.StopBackground || s.NamePos != (Pos{2, 7}) {
 		t.Errorf("scalars: %+v", s)
 	}
 	type fileSum struct {
@@ -310,7 +311,7 @@ func TestDigest(t *testing.T) {
 	}
 	same("comments", "# a comment\nprompt: x # more\nfiles:\n  - {from: seed}   # seeds\nchecks:\n  - run: 'true'\n")
 	same("reformatting", "checks: [{run: \"true\"}]\nfiles:\n- from: ./seed\nprompt: \"x\"\n")
-	same("tags and repeat", base+"tags: [a]\nrepeat: 4\nkeep: all\n")
+	same("tags, repeat, keep and sandbox", base+"tags: [a]\nrepeat: 4\nkeep: all\nsandbox: e2b\n")
 
 	if err := os.WriteFile(file, []byte(base), 0o644); err != nil {
 		t.Fatal(err)

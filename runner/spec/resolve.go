@@ -69,13 +69,15 @@ type Spec struct {
 	Limits Limits            `json:"limits"`
 	Env    map[string]string `json:"env,omitempty"`
 	// Artifacts are globs relative to Workdir; nil means every file created or changed.
-	Artifacts      []string `json:"artifacts,omitempty"`
-	Repeat         int      `json:"repeat"`
-	Tags           []string `json:"tags,omitempty"`
-	Network        Network  `json:"network"`
-	Keep           Keep     `json:"keep"`
-	ForkSetup      bool     `json:"fork_setup"`
-	StopBackground bool     `json:"stop_background"`
+	Artifacts []string `json:"artifacts,omitempty"`
+	Repeat    int      `json:"repeat"`
+	Tags      []string `json:"tags,omitempty"`
+	Network   Network  `json:"network"`
+	Keep      Keep     `json:"keep"`
+	// Sandbox is the backend the spec (or agent.yaml) names; empty: the run's default.
+	Sandbox        Backend `json:"sandbox,omitempty"`
+	ForkSetup      bool    `json:"fork_setup"`
+	StopBackground bool    `json:"stop_background"`
 	// Digest is "sha256:" and the hex digest of the spec's canonical form (see Digest).
 	Digest string `json:"digest"`
 
@@ -183,6 +185,9 @@ func (c *Common) overlay(o *Common) {
 	}
 	if o.Keep != nil {
 		c.Keep = o.Keep
+	}
+	if o.Sandbox != nil {
+		c.Sandbox = o.Sandbox
 	}
 	if o.Repeat != nil {
 		c.Repeat = o.Repeat
@@ -328,6 +333,7 @@ func resolve(file string, sf *SpecFile, opts *Options) (*Spec, ErrorList) {
 		Tags:           sf.Tags,
 		Network:        deref(c.Network),
 		Keep:           deref(c.Keep),
+		Sandbox:        deref(c.Sandbox),
 		ForkSetup:      deref(c.ForkSetup),
 		StopBackground: deref(c.StopBackground),
 		NamePos:        sf.namePos,

@@ -146,6 +146,14 @@ func (Size) jsonSchema() map[string]any {
 	}}
 }
 
+func (Backend) jsonSchema() map[string]any {
+	enum := []any{}
+	for _, b := range Backends {
+		enum = append(enum, string(b))
+	}
+	return map[string]any{"type": "string", "enum": enum}
+}
+
 func (Keep) jsonSchema() map[string]any {
 	return map[string]any{"type": "string", "enum": []any{string(KeepNone), string(KeepFailed), string(KeepAll)}}
 }

@@ -177,6 +177,43 @@ func (x *Keep) unmarshalYAML(d *decoder, n *yaml.Node) bool {
 	return true
 }
 
+// Backend names the sandbox backend a task runs on.
+type Backend string
+
+// Backends.
+const (
+	BackendLocal  Backend = "local"  // OCI sandboxes on this machine
+	BackendE2B    Backend = "e2b"    // E2B's cloud, or a server with its API (agent serve)
+	BackendNovita Backend = "novita" // Novita Agent Sandbox, or a server with its API
+)
+
+// Backends lists the sandbox backends.
+var Backends = []Backend{BackendLocal, BackendE2B, BackendNovita}
+
+// ParseBackend parses local, e2b or novita.
+func ParseBackend(s string) (Backend, error) {
+	for _, b := range Backends {
+		if Backend(s) == b {
+			return b, nil
+		}
+	}
+	return "", fmt.Errorf("invalid sandbox %q: want local, e2b or novita", clip(s, 40))
+}
+
+func (x *Backend) unmarshalYAML(d *decoder, n *yaml.Node) bool {
+	s, ok := d.scalarString(n)
+	if !ok {
+		return false
+	}
+	b, err := ParseBackend(s)
+	if err != nil {
+		d.errorf(n, "%v", err)
+		return false
+	}
+	*x = b
+	return true
+}
+
 // Pattern is a regular expression (Go RE2 syntax) compiled when the spec is loaded.
 type Pattern struct {
 	*regexp.Regexp

@@ -4,7 +4,8 @@
 // retried after Retry-After); the data plane is envd, spoken by sandbox/envdclient with the
 // flavor's routing headers and each sandbox's access token.
 //
-// The runner selects it with `--backend e2b|novita` (runner/remotebackend adapts it):
+// The runner selects it with `--sandbox e2b|novita` or a spec's `sandbox:` (runner/remotebackend
+// adapts it):
 //
 //	cfg, err := e2b.ConfigFromEnv(e2b.FlavorNovita, os.Getenv)
 //	cfg.MaxSandboxes = 20
@@ -98,6 +99,12 @@ func newTransport() *http.Transport {
 // Flavor is the backend's provider flavor.
 func (b *Backend) Flavor() Flavor { return b.cfg.Flavor }
 
+// Endpoints returns the control plane's URL and the sandbox URL override ("" when sandboxes are
+// reached at their own hosts), and whether the control plane is the flavor's default one.
+func (b *Backend) Endpoints() (apiURL, sandboxURL string, isDefault bool) {
+	return b.cfg.APIURL, b.cfg.SandboxURL, b.cfg.APIURL == "https://api."+b.cfg.Domain && b.cfg.SandboxURL == ""
+}
+
 // CreateOptions describe a sandbox to create.
 type CreateOptions struct {
 	// Template is passed through to the provider (default Config.DefaultTemplate).
@@ -111,6 +118,8 @@ type CreateOptions struct {
 	Env map[string]string
 	// AllowInternetAccess asks for (or refuses) outbound internet; nil leaves the provider's default.
 	AllowInternetAccess *bool
+	// Network is the egress configuration (allowOut, denyOut); nil: none sent.
+	Network *e2bapi.NetworkConfig
 }
 
 // Create creates a sandbox and returns it once the provider answered (E2B sandboxes are ready
@@ -182,7 +191,7 @@ func (b *Backend) create(ctx context.Context, o CreateOptions) (*Sandbox, error)
 	}
 	secs := int32(min(max((timeout+time.Second-1)/time.Second, 1), 1<<31-1))
 	body := e2bapi.NewSandbox{
-		TemplateID: tpl, Timeout: &secs, AllowInternetAccess: o.AllowInternetAccess,
+		TemplateID: tpl, Timeout: &secs, AllowInternetAccess: o.AllowInternetAccess, Network: o.Network,
 		Metadata: maps.Clone(o.Metadata), EnvVars: maps.Clone(o.Env),
 	}
 	if body.Metadata == nil {
@@ -342,8 +351,26 @@ func lessVersion(a, b [3]int) bool {
 // Connect attaches to an existing sandbox (resuming it if it is paused) and moves its end to at
 // least timeout from now (0: the provider's default, 300 s). It takes no slot of MaxSandboxes.
 func (b *Backend) Connect(ctx context.Context, id string, timeout time.Duration) (*Sandbox, error) {
+	resp, _, err := b.connect(ctx, id, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return b.open(resp)
+}
+
+// Resume resumes a paused sandbox (the cloud's connect) with timeout to live from now (0: the
+// provider's default, 300 s); resumed is false when it was running (its end then only moves
+// later). Files and processes continue where they were.
+func (b *Backend) Resume(ctx context.Context, id string, timeout time.Duration) (resumed bool, err error) {
+	_, status, err := b.connect(ctx, id, timeout)
+	return status == http.StatusCreated, err
+}
+
+// connect is POST /sandboxes/{id}/connect (v2 where the server has it); it returns the answer and
+// its status (201: resumed, 200: was running).
+func (b *Backend) connect(ctx context.Context, id string, timeout time.Duration) (e2bapi.Sandbox, int, error) {
 	if _, err := checkedID(id); err != nil {
-		return nil, fmt.Errorf("connect: %w: %w", err, sandbox.ErrInvalid)
+		return e2bapi.Sandbox{}, 0, fmt.Errorf("connect: %w: %w", err, sandbox.ErrInvalid)
 	}
 	var body e2bapi.ConnectSandbox
 	if timeout > 0 {
@@ -357,22 +384,25 @@ func (b *Backend) Connect(ctx context.Context, id string, timeout time.Duration)
 	rq := request{op: "connect to sandbox " + id, method: http.MethodPost, body: &body, out: &resp, idempotent: true}
 	p := "/sandboxes/" + url.PathEscape(id) + "/connect"
 	useV2 := b.cfg.CreateAPI == CreateAPIV2 || (b.cfg.CreateAPI == CreateAPIAuto && b.cfg.Flavor == FlavorE2B && !b.v1.Load())
-	var err error
+	var (
+		res *response
+		err error
+	)
 	if useV2 {
 		rq.path = "/v2" + p
-		_, err = b.api.do(ctx, rq)
+		res, err = b.api.do(ctx, rq)
 		if err != nil && b.cfg.CreateAPI == CreateAPIAuto && isMissingRoute(err) {
 			rq.path = p
-			_, err = b.api.do(ctx, rq)
+			res, err = b.api.do(ctx, rq)
 		}
 	} else {
 		rq.path = p
-		_, err = b.api.do(ctx, rq)
+		res, err = b.api.do(ctx, rq)
 	}
 	if err != nil {
-		return nil, err
+		return resp, 0, err
 	}
-	return b.open(resp)
+	return resp, res.status, nil
 }
 
 // Info describes a remote sandbox.
@@ -388,6 +418,10 @@ type Info struct {
 	MemoryMB    int
 	DiskMB      int
 	EnvdVersion string
+	// AllowInternetAccess and Network are the egress in force, as the provider reports it (Get
+	// only; nil when it does not say).
+	AllowInternetAccess *bool
+	Network             *e2bapi.NetworkConfig
 }
 
 // Get describes a sandbox; sandbox.ErrNotFound when it does not exist (any more).
@@ -402,7 +436,7 @@ func (b *Backend) Get(ctx context.Context, id string) (*Info, error) {
 	return &Info{
 		ID: d.SandboxID, TemplateID: d.TemplateID, Alias: d.Alias, Metadata: d.Metadata, StartedAt: d.StartedAt,
 		EndAt: d.EndAt, State: d.State, CPUs: int(d.CPUCount), MemoryMB: int(d.MemoryMB), DiskMB: int(d.DiskSizeMB),
-		EnvdVersion: d.EnvdVersion,
+		EnvdVersion: d.EnvdVersion, AllowInternetAccess: d.AllowInternetAccess, Network: d.Network,
 	}, nil
 }
 
@@ -494,14 +528,16 @@ func (b *Backend) SetTimeout(ctx context.Context, id string, timeout time.Durati
 	return err
 }
 
-// Pause pauses a sandbox, memory included; Connect resumes it. A sandbox already paused is not an
-// error. Providers without pause answer errors.ErrUnsupported.
+// Pause pauses a sandbox, memory included (POST /sandboxes/{id}/pause); Resume or Connect resumes
+// it. A sandbox already paused (409) is not an error. Providers without pause answer
+// errors.ErrUnsupported.
 func (b *Backend) Pause(ctx context.Context, id string) error {
 	if _, err := checkedID(id); err != nil {
 		return fmt.Errorf("pause: %w: %w", err, sandbox.ErrInvalid)
 	}
+	yes := true
 	_, err := b.api.do(ctx, request{op: "pause sandbox " + id, method: http.MethodPost,
-		path: "/sandboxes/" + url.PathEscape(id) + "/pause", body: struct{}{}, idempotent: true})
+		path: "/sandboxes/" + url.PathEscape(id) + "/pause", body: e2bapi.PauseRequest{Memory: &yes}, idempotent: true})
 	if errors.Is(err, sandbox.ErrExists) { // 409: already paused
 		return nil
 	}

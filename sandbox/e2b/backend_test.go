@@ -166,11 +166,31 @@ func TestFilesCommandsLifecycle(t *testing.T) {
 			if err != nil || len(ms) != 1 || ms[0].MemTotal <= 0 || ms[0].DiskTotal <= 0 {
 				t.Fatalf("metrics %+v %v", ms, err)
 			}
-			if err := s.Pause(ctx); !errors.Is(err, errors.ErrUnsupported) {
+			// Pause (twice: a 409 is not an error), then resume through connect (201, then 200).
+			if err := s.Pause(ctx); err != nil {
 				t.Fatalf("pause: %v", err)
+			}
+			if err := s.Pause(ctx); err != nil {
+				t.Fatalf("second pause: %v", err)
+			}
+			if info, err := s.Info(ctx); err != nil || info.State != "paused" {
+				t.Fatalf("info after pause: %+v %v", info, err)
+			}
+			// Its data plane answers as for a sandbox not running (502, the SDKs' is_running false).
+			if err := s.Health(ctx); err == nil || !strings.Contains(err.Error(), "502") {
+				t.Fatalf("health of a paused sandbox: %v", err)
+			}
+			if resumed, err := b.Resume(ctx, s.ID(), time.Minute); err != nil || !resumed {
+				t.Fatalf("resume: %v %v", resumed, err)
+			}
+			if resumed, err := b.Resume(ctx, s.ID(), time.Minute); err != nil || resumed {
+				t.Fatalf("resume of a running sandbox: %v %v", resumed, err)
 			}
 			if err := s.Health(ctx); err != nil {
 				t.Fatal(err)
+			}
+			if res, err := s.Run(ctx, sandbox.Cmd{Shell: "echo back"}); err != nil || string(res.Stdout) != "back\n" {
+				t.Fatalf("run after resume: %+v %v", res, err)
 			}
 			// Kill: gone for the control plane and the data plane; a second kill is not an error.
 			if err := s.Kill(ctx); err != nil {

@@ -61,8 +61,16 @@ func (s *Sandbox) SetTimeout(ctx context.Context, timeout time.Duration) error {
 // Info describes the sandbox.
 func (s *Sandbox) Info(ctx context.Context) (*Info, error) { return s.b.Get(ctx, s.id) }
 
-// Pause pauses the sandbox; Backend.Connect resumes it.
+// Pause pauses the sandbox in the cloud, memory and processes kept; Resume resumes it. While it is
+// paused its timeout clock stops and its data plane answers as for a sandbox not running.
 func (s *Sandbox) Pause(ctx context.Context) error { return s.b.Pause(ctx, s.id) }
+
+// Resume resumes the paused sandbox with timeout to live (0: the provider's default, 300 s);
+// resuming a running sandbox is not an error.
+func (s *Sandbox) Resume(ctx context.Context, timeout time.Duration) error {
+	_, err := s.b.Resume(ctx, s.id, timeout)
+	return err
+}
 
 // Metrics returns the sandbox's resource samples between start and end.
 func (s *Sandbox) Metrics(ctx context.Context, start, end time.Time) ([]Metric, error) {

@@ -59,6 +59,23 @@ func dirExists(p string) bool {
 // (a create that failed or crashed at any step), and is idempotent. The caller holds the op lock.
 func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 	var errs []error
+	t0 := time.Now()
+	var steps []any
+	mark := func(step string) {
+		steps = append(steps, step, time.Since(t0).Round(time.Microsecond).String())
+		t0 = time.Now()
+	}
+	defer func() { b.log.Debug("destroyed sandbox", append([]any{"id", rec.ID}, steps...)...) }()
+	// Kill every process first (the init's death ends the pid namespace), so the runtime only has
+	// state to remove.
+	if rec.CgroupsPath != "" {
+		kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := b.cg.Kill(kctx, rec.CgroupsPath); err != nil {
+			b.log.Warn("killing a sandbox's processes", "id", rec.ID, "err", err)
+		}
+		cancel()
+	}
+	mark("kill")
 	rtNames := []string{rec.Runtime}
 	if rec.Runtime == "" {
 		rtNames = []string{"runc", "crun", "runsc"}
@@ -74,6 +91,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 		// A runtime killed mid-create leaves a state directory it no longer recognizes.
 		_ = os.RemoveAll(filepath.Join(rt.Root, rec.ID))
 	}
+	mark("runtime")
 	if rec.CgroupsPath != "" {
 		if err := b.cg.Remove(ctx, rec.CgroupsPath); err != nil {
 			errs = append(errs, err)
@@ -84,10 +102,15 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
+	mark("cgroups")
 	if err := mounts.UnmountAll(ctx, p.dir); err != nil {
 		errs = append(errs, err)
-	} else if err := mounts.RemoveTree(p.dir); err != nil {
-		errs = append(errs, err)
+	} else {
+		mark("unmount")
+		if err := mounts.RemoveTree(p.dir); err != nil {
+			errs = append(errs, err)
+		}
+		mark("remove")
 	}
 	if rec.Slot >= 0 {
 		b.slots.release(rec.Slot, p.dir)

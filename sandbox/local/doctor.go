@@ -96,6 +96,12 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 			add("idmapped mounts", OK, "supported", "")
 		}
 	}
+	if clash := uidClashes("/etc", DefaultUIDBase, uint64(DefaultMaxSlots)*UIDRange); len(clash) > 0 {
+		add("uid ranges", Warn, fmt.Sprintf("host ids overlap the sandbox range %d-%d: %s", DefaultUIDBase, uint64(DefaultUIDBase)+uint64(DefaultMaxSlots)*UIDRange-1, strings.Join(clash, "; ")),
+			"move those users or subordinate ranges, or give the backend another UIDBase")
+	} else {
+		add("uid ranges", OK, fmt.Sprintf("sandboxes map to host uids %d-%d, used by no host user or subuid range", DefaultUIDBase, uint64(DefaultUIDBase)+uint64(DefaultMaxSlots)*UIDRange-1), "")
+	}
 	if _, err := os.Stat("/dev/loop-control"); err == nil {
 		add("loop devices", OK, "/dev/loop-control", "")
 	} else {
@@ -137,7 +143,9 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 		v, _ := rt.Version(ctx)
 		switch {
 		case name == ociruntime.Runsc:
-			add("runtime "+name, Warn, v+": installed, but cannot pass the envd socket into a sandbox (no --preserve-fds)", "use runc or crun")
+			// No --preserve-fds: envd makes its socket in a host-bound directory (--host-uds=create).
+			add("runtime "+name, OK, v+" (ptrace platform; envd's socket through --host-uds)", "")
+			usable = append(usable, name)
 		case name == ociruntime.Crun && h != nil && h.Mode == cgroups.Hybrid && len(h.UnifiedControllers) > 0:
 			add("runtime "+name, Warn, fmt.Sprintf("%s: refuses cgroup hybrid mode while controllers %v sit on the v2 hierarchy", v, h.UnifiedControllers),
 				CrunHybridFix(h))
@@ -228,6 +236,61 @@ func FixCrunHybrid() ([]string, error) {
 	return mounted, nil
 }
 
+// UndoCrunHybridFix moves controllers moved by FixCrunHybrid back to the v2 hierarchy: it unmounts
+// their v1 hierarchies (mounted: the mount points FixCrunHybrid returned, or every
+// /sys/fs/cgroup/<controller> v1 mount of a controller v2 could hold when nil) and removes the
+// empty cgroups left in them — a v1 hierarchy lives on after its unmount while it holds any group,
+// and keeps its controller away from v2. Groups that still hold processes are left and reported.
+func UndoCrunHybridFix(mounted []string) error {
+	if mounted == nil {
+		h, err := cgroups.Detect()
+		if err != nil {
+			return err
+		}
+		for c, point := range h.V1 {
+			if c == "hugetlb" && point == filepath.Join("/sys/fs/cgroup", c) {
+				mounted = append(mounted, point)
+			}
+		}
+	}
+	var errs []error
+	for _, m := range mounted {
+		c := filepath.Base(m)
+		if err := unix.Unmount(m, 0); err != nil && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("unmounting %s: %w", m, err))
+			continue
+		}
+		_ = os.Remove(m)
+		// Remount the hierarchy privately to empty it, then let it go.
+		tmp, err := os.MkdirTemp("", "agent-cgroup-"+c+"-")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount("cgroup", tmp, "cgroup", 0, c); err == nil {
+			var busy []string
+			dirs := []string{}
+			_ = filepath.WalkDir(tmp, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.IsDir() && p != tmp {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				if err := unix.Rmdir(dirs[i]); err != nil {
+					busy = append(busy, strings.TrimPrefix(dirs[i], tmp))
+				}
+			}
+			_ = unix.Unmount(tmp, 0)
+			if len(busy) > 0 {
+				errs = append(errs, fmt.Errorf("the %s v1 hierarchy still holds groups with processes: %v", c, busy))
+			}
+		}
+		_ = os.Remove(tmp)
+	}
+	return errors.Join(errs...)
+}
+
 func smoke(ctx context.Context, o DoctorOptions, rt string) Check {
 	name := "sandbox smoke test (" + rt + ")"
 	dir, err := os.MkdirTemp(o.DataDir, "doctor-")
@@ -298,6 +361,38 @@ func probeIDMap(helper string) error {
 		return errors.New("idmapped mount did not map uid 0")
 	}
 	return nil
+}
+
+// uidClashes lists host users, groups and subordinate id ranges (from etcDir) that fall into
+// [base, base+size).
+func uidClashes(etcDir string, base, size uint64) []string {
+	var out []string
+	in := func(lo, n uint64) bool { return lo < uint64(base)+size && lo+n > uint64(base) }
+	for _, f := range []string{"passwd", "group"} {
+		b, _ := os.ReadFile(filepath.Join(etcDir, f))
+		for _, l := range strings.Split(string(b), "\n") {
+			parts := strings.Split(l, ":")
+			if len(parts) > 2 {
+				if id, err := strconv.ParseUint(parts[2], 10, 32); err == nil && in(id, 1) {
+					out = append(out, f+" "+parts[0]+"="+parts[2])
+				}
+			}
+		}
+	}
+	for _, f := range []string{"subuid", "subgid"} {
+		b, _ := os.ReadFile(filepath.Join(etcDir, f))
+		for _, l := range strings.Split(string(b), "\n") {
+			parts := strings.Split(strings.TrimSpace(l), ":")
+			if len(parts) == 3 {
+				lo, e1 := strconv.ParseUint(parts[1], 10, 32)
+				n, e2 := strconv.ParseUint(parts[2], 10, 32)
+				if e1 == nil && e2 == nil && in(lo, n) {
+					out = append(out, f+" "+l)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func kernelAtLeast(release string, major, minor int) bool {

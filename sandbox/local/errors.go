@@ -16,6 +16,7 @@ type LimitError struct {
 	Detail string
 }
 
+// Error says which limit and what was observed.
 func (e *LimitError) Error() string { return fmt.Sprintf("%v: %s", e.Kind, e.Detail) }
 
 // Is matches the limit kind; an expired sandbox is also gone.

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/agentrun/agent/sandbox/local"
 )
 
@@ -183,16 +181,14 @@ func runtimesUnderTest(t *testing.T) []string {
 	rts := []string{"runc"}
 	if reason := crunUnusable(); reason == "" {
 		rts = append(rts, "crun")
-	} else if strings.Contains(reason, "hybrid") && os.Getenv("AGENT_TEST_NO_HOST_FIX") == "" {
-		// The documented host fix (agent doctor --fix), applied for this test only.
+	} else if strings.Contains(reason, "hybrid") && os.Getenv("AGENT_TEST_CRUN_HOST_FIX") != "" {
+		// The documented host fix (agent doctor --fix), applied for this test only. Opt-in: while
+		// it is applied, every container any process creates also gets a cgroup in the moved
+		// hierarchies, and the hierarchy outlives the unmount until those are gone.
 		mounted, err := local.FixCrunHybrid()
 		t.Cleanup(func() {
-			for _, m := range mounted {
-				if err := unix.Unmount(m, 0); err == nil {
-					_ = os.Remove(m)
-				} else {
-					t.Logf("undoing the crun host fix: unmounting %s: %v", m, err)
-				}
+			if err := local.UndoCrunHybridFix(mounted); err != nil {
+				t.Logf("undoing the crun host fix: %v", err)
 			}
 		})
 		if err != nil {
@@ -201,8 +197,8 @@ func runtimesUnderTest(t *testing.T) []string {
 			rts = append(rts, "crun")
 		}
 	} else {
-		t.Logf("crun not tested: %s", reason)
+		t.Logf("crun not tested: %s (AGENT_TEST_CRUN_HOST_FIX=1 applies the fix for the test)", reason)
 	}
-	t.Log("runsc not tested: the Debian runsc has no --preserve-fds, so envd's socket cannot be passed in (agent doctor)")
+	// runsc (gVisor) has its own suite: runsc_test.go.
 	return rts
 }

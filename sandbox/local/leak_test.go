@@ -28,6 +28,10 @@ func scopeAt(dd string) leakcheck.Scope {
 		ProcessMarkers:        []string{dd},
 		ProcessCgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
 		DataDirs:              []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "runtime", "runc")},
+		// Network mode "none" creates no interface and no rule; the host-wide lists would only
+		// show other suites' network tests on a shared machine.
+		SkipLinks: true,
+		SkipNft:   true,
 		// uid ranges (host-wide registry) held for this data dir's sandboxes.
 		Extra: func() []string {
 			var out []string

@@ -2,15 +2,18 @@ package local_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/template"
 )
 
 // agentBin is the agent binary built for the tests: it is every sandbox's init (`agent envd`).
@@ -57,6 +60,24 @@ func run(m *testing.M) int {
 	if templateCache == "" {
 		templateCache = filepath.Join(dir, "templates")
 	}
+	// The debian template takes minutes to build: start it now, beside the other tests;
+	// TestDebianTemplate waits for it (the build lock).
+	flag.Parse()
+	if os.Getenv("AGENT_TEST_SKIP_DEBIAN") == "" && wantsTest("TestDebianTemplate") {
+		ctx, cancel := context.WithDeadline(context.Background(), debianDeadline)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			st, err := template.NewStore(templateCache, map[string]template.Builder{template.Debian: template.DebianBuilder{}})
+			if err == nil {
+				_, err = st.Ensure(ctx, template.Debian, nil)
+			}
+			if err != nil && ctx.Err() == nil {
+				fmt.Fprintln(os.Stderr, "background debian template build:", err)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	build := exec.Command("go", "build", "-o", agentBin, "github.com/agentrun/agent/cmd/agent")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -64,6 +85,28 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// debianBudget bounds the debian template build in a test run (AGENT_TEST_DEBIAN_BUDGET, default
+// 12m): past it TestDebianTemplate skips, saying so, rather than the run hitting go test's timeout
+// because a mirror is slow.
+var debianBudget = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("AGENT_TEST_DEBIAN_BUDGET")); err == nil && d > 0 {
+		return d
+	}
+	return 12 * time.Minute
+}()
+
+var debianDeadline = time.Now().Add(debianBudget)
+
+// wantsTest tells whether -test.run selects the named top-level test.
+func wantsTest(name string) bool {
+	f := flag.Lookup("test.run")
+	if f == nil || f.Value.String() == "" {
+		return true
+	}
+	re, err := regexp.Compile(strings.SplitN(f.Value.String(), "/", 2)[0])
+	return err == nil && re.MatchString(name)
 }
 
 // requireRoot skips the test when real sandboxes cannot run.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/e2b/e2bapi"
+	"github.com/agentrun/agent/sandbox/netpolicy"
 )
 
 // Default and largest page of GET /v2/sandboxes, as E2B's.
@@ -55,12 +56,8 @@ func (s *Server) controlHandler() http.Handler {
 	api("POST /sandboxes/{id}/refreshes", s.withSandbox(s.refresh))
 	api("POST /sandboxes/{id}/connect", s.withSandbox(s.connect))
 	api("POST /v2/sandboxes/{id}/connect", s.withSandbox(s.connect))
-	api("POST /sandboxes/{id}/resume", s.withSandbox(func(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-		return errorf(http.StatusConflict, "sandbox %s is already running", e.id)
-	}))
-	api("POST /sandboxes/{id}/pause", s.withSandbox(func(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-		return errorf(http.StatusNotImplemented, "pause is not supported: these sandboxes cannot be paused yet")
-	}))
+	api("POST /sandboxes/{id}/resume", s.withSandbox(s.resume))
+	api("POST /sandboxes/{id}/pause", s.withSandbox(s.pause))
 	api("GET /sandboxes/{id}/metrics", s.withSandbox(s.metrics))
 	for _, p := range []string{
 		"POST /sandboxes/{id}/snapshots", "POST /sandboxes/{id}/fork", "PUT /sandboxes/{id}/network",
@@ -149,14 +146,23 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 	defer cancel()
 	token := randomHex(32)
 	started := time.Now()
+	network := string(netpolicy.None)
+	if s.cfg.AllowInternet {
+		network = req.network
+	} else if req.network != network {
+		s.log.Debug("network refused: agent serve runs without --allow-internet", "asked", truncate(req.network, 128))
+	}
 	inst, err := s.cfg.Provider.Create(ctx, Spec{
-		Template: tpl, Env: req.env, AccessToken: token,
+		Template: tpl, Env: req.env, AccessToken: token, Network: network,
 		// The provider's own backstop, just after the longest life this server allows.
 		Lifetime: s.cfg.MaxLifetime + time.Minute,
 	})
 	if err != nil {
 		if errors.Is(err, sandbox.ErrNotFound) {
 			return errorf(http.StatusNotFound, "template %q not found", truncate(req.templateID, 64))
+		}
+		if errors.Is(err, errors.ErrUnsupported) {
+			return errorf(http.StatusNotImplemented, "network %s is not available on this server (its OCI runtime cannot provide it)", truncate(network, 64))
 		}
 		s.log.Error("creating a sandbox", "template", tpl, "err", err)
 		if ctx.Err() != nil && r.Context().Err() == nil {
@@ -165,6 +171,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		return errorf(http.StatusInternalServerError, "creating the sandbox failed (the server log has the details)")
 	}
 	e := s.newEntry(inst, token, req, tpl, started)
+	e.network, e.internet = network, network == string(netpolicy.Internet)
 	reserved = false
 	if err := s.register(e, req.timeout); err != nil {
 		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -181,7 +188,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		}
 		return nil
 	}
-	s.log.Info("sandbox created", "id", e.id, "template", tpl, "timeout", req.timeout, "path", r.URL.Path,
+	s.log.Info("sandbox created", "id", e.id, "template", tpl, "timeout", req.timeout, "network", network, "path", r.URL.Path,
 		"user_agent", truncate(r.Header.Get("User-Agent"), 64))
 	writeJSON(w, http.StatusCreated, s.sandboxBody(e))
 	return nil
@@ -223,13 +230,16 @@ func (s *Server) domain() *string {
 }
 
 func (s *Server) detail(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-	no := false
+	internet := e.internet
 	d := e2bapi.SandboxDetail{
 		TemplateID: e.templateID, SandboxID: e.id, ClientID: e2bapi.ClientID, StartedAt: e.started.UTC(),
 		EndAt: e.endAt().UTC(), EnvdVersion: EnvdVersion, EnvdAccessToken: e.token, Domain: s.domain(),
-		// Local sandboxes have no network but loopback.
-		AllowInternetAccess: &no,
-		Metadata:            e.metadata, State: e2bapi.StateRunning,
+		AllowInternetAccess: &internet, Network: networkConfig(e.network),
+		Metadata: e.metadata, State: e.state(),
+		Lifecycle: &e2bapi.Lifecycle{AutoResume: e.autoResume, OnTimeout: "kill"},
+	}
+	if e.autoPause {
+		d.Lifecycle.OnTimeout = "pause"
 	}
 	d.CPUCount, d.MemoryMB, d.DiskSizeMB = resourceFigures(e.res)
 	if e.template != e.templateID {
@@ -246,7 +256,7 @@ func resourceFigures(r Resources) (cpus, memMB, diskMB int32) {
 func (s *Server) listed(e *entry) e2bapi.ListedSandbox {
 	l := e2bapi.ListedSandbox{
 		TemplateID: e.templateID, SandboxID: e.id, ClientID: e2bapi.ClientID, StartedAt: e.started.UTC(),
-		EndAt: e.endAt().UTC(), Metadata: e.metadata, State: e2bapi.StateRunning, EnvdVersion: EnvdVersion,
+		EndAt: e.endAt().UTC(), Metadata: e.metadata, State: e.state(), EnvdVersion: EnvdVersion,
 	}
 	l.CPUCount, l.MemoryMB, l.DiskSizeMB = resourceFigures(e.res)
 	if e.template != e.templateID {
@@ -301,8 +311,9 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 	return nil
 }
 
-// connect answers 200 for a running sandbox (every sandbox here runs: none can be paused), moving
-// its end later when the requested timeout reaches beyond it (never earlier), as E2B does.
+// connect resumes a paused sandbox with the requested timeout (201), or answers 200 for a running
+// one, moving its end later when the requested timeout reaches beyond it (never earlier), as E2B
+// does.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
 	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
 	if aerr != nil {
@@ -312,9 +323,106 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 	if aerr != nil {
 		return aerr
 	}
+	resumed, aerr := s.resumeEntry(r.Context(), e, t)
+	if aerr != nil {
+		return aerr
+	}
+	if resumed {
+		writeJSON(w, http.StatusCreated, s.sandboxBody(e))
+		return nil
+	}
 	s.setEnd(e, time.Now().Add(t), true)
 	writeJSON(w, http.StatusOK, s.sandboxBody(e))
 	return nil
+}
+
+// resume is the legacy POST /sandboxes/{id}/resume (1.x SDKs): 201 when the sandbox was paused,
+// 409 when it runs.
+func (s *Server) resume(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
+	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
+	if aerr != nil {
+		return aerr
+	}
+	t, aerr := decodeConnect(body, s.cfg.MaxLifetime)
+	if aerr != nil {
+		return aerr
+	}
+	resumed, aerr := s.resumeEntry(r.Context(), e, t)
+	if aerr != nil {
+		return aerr
+	}
+	if !resumed {
+		return errorf(http.StatusConflict, "sandbox %s is already running", e.id)
+	}
+	writeJSON(w, http.StatusCreated, s.sandboxBody(e))
+	return nil
+}
+
+// resumeEntry resumes e if it is paused, with timeout to live; resumed is false when it was
+// running.
+func (s *Server) resumeEntry(ctx context.Context, e *entry, timeout time.Duration) (resumed bool, aerr *apiError) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	e.op.Lock()
+	defer e.op.Unlock()
+	if cur, ok := s.get(e.id); !ok || cur != e {
+		return false, errorf(http.StatusNotFound, "sandbox %s not found", e.id)
+	}
+	switch err := s.resumeLocked(ctx, e, timeout); {
+	case errors.Is(err, errNotPaused):
+		return false, nil
+	case err != nil:
+		s.log.Error("resuming a sandbox", "id", e.id, "err", err)
+		go s.reap(e)
+		return false, errorf(http.StatusInternalServerError, "resuming sandbox %s failed (the server log has the details)", e.id)
+	}
+	s.log.Info("sandbox resumed", "id", e.id, "timeout", timeout)
+	return true, nil
+}
+
+// pause freezes a running sandbox: 204, or 409 when it is already paused (the SDKs then answer
+// false). Its memory and processes are kept whatever the body's memory says, and its clock stops.
+func (s *Server) pause(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
+	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
+	if aerr != nil {
+		return aerr
+	}
+	var pr e2bapi.PauseRequest
+	if aerr := decodeJSON(body, &pr, true); aerr != nil {
+		return aerr
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), time.Minute)
+	defer cancel()
+	e.op.Lock()
+	defer e.op.Unlock()
+	if cur, ok := s.get(e.id); !ok || cur != e {
+		return errorf(http.StatusNotFound, "sandbox %s not found", e.id)
+	}
+	switch err := s.pauseLocked(ctx, e); {
+	case errors.Is(err, errAlreadyPaused):
+		return errorf(http.StatusConflict, "sandbox %s is already paused", e.id)
+	case err != nil:
+		s.log.Error("pausing a sandbox", "id", e.id, "err", err)
+		go s.reap(e)
+		return errorf(http.StatusInternalServerError, "pausing sandbox %s failed (the server log has the details)", e.id)
+	}
+	s.log.Info("sandbox paused", "id", e.id)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// networkConfig describes a network mode as E2B's network config (nil for none and internet,
+// which allowInternetAccess tells).
+func networkConfig(mode string) *e2bapi.NetworkConfig {
+	pol, err := netpolicy.Parse(mode)
+	if err != nil || pol.Mode != netpolicy.Allow {
+		return nil
+	}
+	nc := &e2bapi.NetworkConfig{AllowOut: slices.Clone(pol.Domains), DenyOut: []string{allTraffic}}
+	for _, c := range pol.CIDRs {
+		nc.AllowOut = append(nc.AllowOut, c.String())
+	}
+	return nc
 }
 
 // metrics answers one sample taken now (E2B answers a series sampled every few seconds); the CPU
@@ -373,14 +481,14 @@ func strictQuery(r *http.Request) (url.Values, *apiError) {
 
 // listFilter selects sandboxes for a list.
 type listFilter struct {
-	metadata     map[string]string
-	running      bool
-	template     string
-	startedAfter time.Time
+	metadata        map[string]string
+	running, paused bool
+	template        string
+	startedAfter    time.Time
 }
 
 func (f listFilter) match(e *entry) bool {
-	if !f.running {
+	if paused := e.isPaused(); (paused && !f.paused) || (!paused && !f.running) {
 		return false
 	}
 	if f.template != "" && f.template != e.templateID && f.template != e.template {
@@ -423,20 +531,23 @@ func parseMetadataQuery(raw string) (map[string]string, *apiError) {
 }
 
 func parseListFilter(q url.Values, withState bool) (listFilter, *apiError) {
-	f := listFilter{running: true}
+	// Without a state filter GET /v2/sandboxes lists both states; the deprecated GET /sandboxes
+	// only running ones.
+	f := listFilter{running: true, paused: withState}
 	md, aerr := parseMetadataQuery(q.Get("metadata"))
 	if aerr != nil {
 		return f, aerr
 	}
 	f.metadata = md
 	if withState && q.Has("state") {
-		f.running = false
+		f.running, f.paused = false, false
 		for _, v := range q["state"] {
 			for _, st := range strings.Split(v, ",") {
 				switch strings.TrimSpace(st) {
 				case e2bapi.StateRunning:
 					f.running = true
 				case e2bapi.StatePaused:
+					f.paused = true
 				default:
 					return f, errorf(http.StatusBadRequest, "state %q: want running or paused", truncate(st, 32))
 				}
@@ -612,7 +723,8 @@ func writeError(w http.ResponseWriter, e *apiError) {
 func (s *Server) newEntry(inst Instance, token string, req createRequest, tpl string, started time.Time) *entry {
 	e := &entry{
 		id: inst.ID(), token: token, templateID: req.templateID, template: tpl, metadata: req.metadata,
-		started: started, inst: inst, res: inst.Resources(),
+		started: started, inst: inst, res: inst.Resources(), timeout: req.timeout,
+		autoPause: req.autoPause, autoResume: req.autoResume,
 	}
 	e.transport, e.proxy = s.newProxy(e)
 	return e

@@ -103,6 +103,11 @@ func (s *Server) serveData(w http.ResponseWriter, r *http.Request, t target) {
 		dataError(w, r, http.StatusBadRequest, "invalid_argument", "malformed sandbox id or port in the routing headers")
 	case t.e == nil:
 		dataError(w, r, http.StatusBadGateway, "unavailable", fmt.Sprintf("The sandbox %s was not found", t.id))
+	case t.e.isPaused() && !s.autoResume(r, t.e):
+		// E2B's proxy answers 409 for a paused sandbox in its newest form, but the SDKs' is_running
+		// reads only 502 as "not running"; 502 keeps that true, with a message that says why.
+		dataError(w, r, http.StatusBadGateway, "unavailable",
+			fmt.Sprintf("The sandbox %s is paused: connect to it (POST /sandboxes/%s/connect) to resume it", t.id, t.id))
 	case t.port != e2bapi.EnvdPort:
 		dataError(w, r, http.StatusBadGateway, "unavailable",
 			fmt.Sprintf("The sandbox %s is running but port is not open: port %d (only envd's port %d is served)", t.id, t.port, e2bapi.EnvdPort))
@@ -116,6 +121,18 @@ func (s *Server) serveData(w http.ResponseWriter, r *http.Request, t target) {
 		}
 		t.e.proxy.ServeHTTP(w, r)
 	}
+}
+
+// autoResume resumes a paused sandbox created with autoResume for a request that reached it, with
+// the timeout it was created with; it reports whether the sandbox runs now.
+func (s *Server) autoResume(r *http.Request, e *entry) bool {
+	if !e.autoResume {
+		return false
+	}
+	if _, aerr := s.resumeEntry(r.Context(), e, e.timeout); aerr != nil {
+		return false
+	}
+	return !e.isPaused()
 }
 
 // dataError answers a data-plane request in the shape its client expects: a Connect error for RPC

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentrun/agent/sandbox/e2b/e2bapi"
+	"github.com/agentrun/agent/sandbox/netpolicy"
 )
 
 // Bounds on what a create may carry (beyond the body size).
@@ -43,6 +44,11 @@ type createRequest struct {
 	timeout    time.Duration
 	metadata   map[string]string
 	env        map[string]string
+	autoPause  bool
+	autoResume bool
+	// network is the egress the client asked for, in netpolicy form ("none", "internet",
+	// "allow:…"); the server grants it only with Config.AllowInternet.
+	network string
 }
 
 var (
@@ -132,9 +138,18 @@ func decodeNewSandbox(body []byte, v2 bool, maxLifetime time.Duration) (createRe
 	if req.timeout > maxLifetime {
 		req.timeout = maxLifetime
 	}
-	if ns.AutoPause != nil && *ns.AutoPause {
-		return req, errorf(http.StatusBadRequest, "autoPause is not supported: these sandboxes cannot be paused")
+	req.autoPause = ns.AutoPause != nil && *ns.AutoPause
+	req.autoResume = ns.AutoResume != nil && ns.AutoResume.Enabled
+	if req.autoResume && !req.autoPause {
+		return req, errorf(http.StatusBadRequest, "autoResume needs autoPause: only a sandbox paused at its timeout can be resumed by traffic")
 	}
+	// autoPauseMemory false (a files-only pause) is honoured with more than was asked: memory is
+	// always kept here.
+	network, aerr := decodeNetwork(ns.AllowInternetAccess, ns.Network)
+	if aerr != nil {
+		return req, aerr
+	}
+	req.network = network
 	if len(ns.Metadata) > maxMetadataEntries {
 		return req, errorf(http.StatusBadRequest, "metadata has %d entries; at most %d are allowed", len(ns.Metadata), maxMetadataEntries)
 	}
@@ -157,6 +172,51 @@ func decodeNewSandbox(body []byte, v2 bool, maxLifetime time.Duration) (createRe
 		req.env[k] = v
 	}
 	return req, nil
+}
+
+// allTraffic is the CIDR E2B's SDKs send to deny (or allow) every destination.
+const allTraffic = "0.0.0.0/0"
+
+// decodeNetwork maps E2B's egress request onto a network mode in netpolicy form, with E2B's
+// meaning: allow_internet_access (default true) false is the same as denyOut ["0.0.0.0/0"];
+// allowOut entries are reachable whatever denyOut says, so they matter only when everything else
+// is denied, and then they become an allow-list (domains, "*.domain", addresses, CIDRs). A denyOut
+// of anything but all traffic cannot be expressed by the local modes and is refused.
+func decodeNetwork(internet *bool, nc *e2bapi.NetworkConfig) (string, *apiError) {
+	denyAll := internet != nil && !*internet
+	var allow []string
+	if nc != nil {
+		if len(nc.AllowOut)+len(nc.DenyOut) > netpolicy.MaxEntries {
+			return "", errorf(http.StatusBadRequest, "network has more than %d allowOut and denyOut entries", netpolicy.MaxEntries)
+		}
+		for _, d := range nc.DenyOut {
+			if strings.TrimSpace(d) != allTraffic {
+				return "", errorf(http.StatusBadRequest, "network.denyOut %q: only %s (deny everything not in allowOut) is supported by agent serve", truncate(d, 64), allTraffic)
+			}
+			denyAll = true
+		}
+		for _, a := range nc.AllowOut {
+			a = strings.TrimSpace(a)
+			if a == allTraffic {
+				return string(netpolicy.Internet), nil
+			}
+			if a == "" || strings.Contains(a, ",") {
+				return "", errorf(http.StatusBadRequest, "network.allowOut entry %q is not a domain, address or CIDR", truncate(a, 64))
+			}
+			allow = append(allow, a)
+		}
+	}
+	switch {
+	case !denyAll:
+		return string(netpolicy.Internet), nil
+	case len(allow) == 0:
+		return string(netpolicy.None), nil
+	}
+	pol, err := netpolicy.Parse("allow:" + strings.Join(allow, ","))
+	if err != nil {
+		return "", errorf(http.StatusBadRequest, "network.allowOut: %v", err)
+	}
+	return pol.String(), nil
 }
 
 // timeoutSeconds validates a timeout in seconds.

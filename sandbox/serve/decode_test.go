@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentrun/agent/sandbox/e2b/e2bapi"
 )
 
 func TestDecodeNewSandbox(t *testing.T) {
@@ -131,4 +133,49 @@ func FuzzNewSandbox(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeNetwork: E2B's egress request maps onto the local modes with E2B's meaning
+// (allow_internet_access false = deny everything; allowOut wins over denyOut).
+func TestDecodeNetwork(t *testing.T) {
+	no, yes := false, true
+	for _, tc := range []struct {
+		name     string
+		internet *bool
+		body     string
+		want     string
+		errPart  string
+	}{
+		{"default", nil, ``, "internet", ""},
+		{"internet true", &yes, ``, "internet", ""},
+		{"internet false", &no, ``, "none", ""},
+		{"deny all", nil, `{"denyOut":["0.0.0.0/0"]}`, "none", ""},
+		{"allow-list", nil, `{"allowOut":["allowed.test","*.wild.test","203.0.113.7","198.51.100.0/24"],"denyOut":["0.0.0.0/0"]}`, "allow:allowed.test,*.wild.test,203.0.113.7/32,198.51.100.0/24", ""},
+		{"allow-list without internet", &no, `{"allowOut":["allowed.test"]}`, "allow:allowed.test", ""},
+		{"allowOut alone allows everything", &yes, `{"allowOut":["allowed.test"]}`, "internet", ""},
+		{"allow all traffic", &no, `{"allowOut":["0.0.0.0/0"]}`, "internet", ""},
+		{"partial deny", nil, `{"denyOut":["10.0.0.0/8"]}`, "", "only 0.0.0.0/0"},
+		{"bad entry", &no, `{"allowOut":["not a domain"]}`, "", "allowOut"},
+		{"comma smuggling", &no, `{"allowOut":["a.test,b.test"]}`, "", "allowOut entry"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var nc *e2bapi.NetworkConfig
+			if tc.body != "" {
+				nc = &e2bapi.NetworkConfig{}
+				if err := json.Unmarshal([]byte(tc.body), nc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, aerr := decodeNetwork(tc.internet, nc)
+			if tc.errPart != "" {
+				if aerr == nil || aerr.status != http.StatusBadRequest || !strings.Contains(aerr.msg, tc.errPart) {
+					t.Fatalf("got %q, %v; want a 400 mentioning %q", got, aerr, tc.errPart)
+				}
+				return
+			}
+			if aerr != nil || got != tc.want {
+				t.Fatalf("got %q, %v; want %q", got, aerr, tc.want)
+			}
+		})
+	}
 }

@@ -29,8 +29,11 @@ type Spec struct {
 	// AccessToken must be required by the sandbox's envd as X-Access-Token.
 	AccessToken string
 	// Lifetime is a backstop: the provider destroys the sandbox after it even if the Server does
-	// not (the Server ends sandboxes at their own, shorter, timeouts).
+	// not (the Server ends sandboxes at their own, shorter, timeouts). Its clock stops while the
+	// sandbox is paused.
 	Lifetime time.Duration
+	// Network is the network mode in netpolicy form ("none", "internet", "allow:…").
+	Network string
 }
 
 // Instance is one sandbox of a Provider.
@@ -46,6 +49,10 @@ type Instance interface {
 	Usage() (Usage, error)
 	// Failure tells why the sandbox failed (wrapping sandbox.ErrGone when it is gone), or nil.
 	Failure() error
+	// Pause freezes every process of the sandbox, memory kept, and stops its lifetime clock;
+	// Resume thaws it. Neither is an error when the sandbox is already in that state.
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
 }
 
 // Resources are a sandbox's limits.
@@ -89,10 +96,14 @@ func (l *Local) Create(ctx context.Context, spec Spec) (Instance, error) {
 	lim.Lifetime = spec.Lifetime
 	s, err := l.Backend.Create(ctx, local.Options{
 		Template: spec.Template, Runtime: l.Runtime, Limits: lim, Env: spec.Env, AccessToken: spec.AccessToken,
+		Network: spec.Network,
 	})
 	if err != nil {
 		if errors.Is(err, template.ErrUnknown) {
 			return nil, fmt.Errorf("%w: %w", err, sandbox.ErrNotFound)
+		}
+		if errors.Is(err, local.ErrNetworkUnavailable) {
+			return nil, fmt.Errorf("%w: %w", err, errors.ErrUnsupported)
 		}
 		return nil, err
 	}
@@ -108,6 +119,8 @@ func (i *localInstance) ID() string                                 { return i.s
 func (i *localInstance) Dial(ctx context.Context) (net.Conn, error) { return i.dial(ctx) }
 func (i *localInstance) Kill(ctx context.Context) error             { return i.s.Kill(ctx) }
 func (i *localInstance) Failure() error                             { return i.s.Failure() }
+func (i *localInstance) Pause(ctx context.Context) error            { return i.s.Pause(ctx) }
+func (i *localInstance) Resume(ctx context.Context) error           { return i.s.Resume(ctx) }
 
 func (i *localInstance) Resources() Resources {
 	l := i.s.Record().Limits

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/sandbox"
+	"github.com/agentrun/agent/sandbox/e2b/e2bapi"
 )
 
 // entry is one sandbox the Server created.
@@ -26,19 +27,64 @@ type entry struct {
 	res        Resources
 	transport  *http.Transport
 	proxy      *httputil.ReverseProxy
+	// timeout is the lifetime asked at create (an automatic resume gives it again).
+	timeout time.Duration
+	// autoPause pauses the sandbox at its timeout instead of killing it; autoResume resumes a
+	// paused sandbox when data-plane traffic reaches it.
+	autoPause, autoResume bool
+	// network is the network mode in force (netpolicy form) and internet what allowInternetAccess
+	// reports.
+	network  string
+	internet bool
 
-	mu         sync.Mutex
-	end        time.Time
+	// op serializes pause, resume and the timeout's action on this sandbox.
+	op sync.Mutex
+
+	mu  sync.Mutex
+	end time.Time // while paused: zero (the clock is stopped; remaining holds the time left)
+	// paused is set while the sandbox is frozen; pausedAt is when it was paused, remaining the
+	// lifetime it had left then, pausedFor the time it spent paused before (which does not count
+	// against the maximum lifetime).
+	paused     bool
+	pausedAt   time.Time
+	remaining  time.Duration
+	pausedFor  time.Duration
 	timer      *time.Timer
 	lastCPU    time.Duration
 	lastSample time.Time
 }
 
-// endAt returns when the sandbox ends.
+// endAt returns when the sandbox ends. While it is paused its clock is stopped: the end is the
+// time it had left, counted from now.
 func (e *entry) endAt() time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.paused {
+		return time.Now().Add(e.remaining)
+	}
 	return e.end
+}
+
+// state returns the sandbox's E2B state: running or paused.
+func (e *entry) state() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.paused {
+		return e2bapi.StatePaused
+	}
+	return e2bapi.StateRunning
+}
+
+// isPaused tells whether the sandbox is paused.
+func (e *entry) isPaused() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.paused
+}
+
+// lifetimeLimit is the latest end the maximum lifetime allows: time spent paused does not count.
+func (e *entry) lifetimeLimit(max time.Duration) time.Time {
+	return e.started.Add(e.pausedFor + max)
 }
 
 // goneList remembers recently ended sandboxes (bounded), so requests for them say why they are gone
@@ -156,34 +202,132 @@ func (s *Server) live() []*entry {
 }
 
 // setEnd moves the sandbox's end to at (clamped to its maximum lifetime). With extendOnly, an end
-// earlier than the current one is ignored. It returns the new end.
+// earlier than the current one is ignored. It returns the new end. On a paused sandbox it sets the
+// time left when it resumes (its clock is stopped).
 func (s *Server) setEnd(e *entry, at time.Time, extendOnly bool) time.Time {
-	if limit := e.started.Add(s.cfg.MaxLifetime); at.After(limit) {
-		at = limit
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.paused {
+		now := time.Now()
+		left := min(at.Sub(now), s.cfg.MaxLifetime-e.runFor(now))
+		if !extendOnly || left > e.remaining {
+			e.remaining = max(0, left)
+		}
+		return now.Add(e.remaining)
+	}
+	if limit := e.lifetimeLimit(s.cfg.MaxLifetime); at.After(limit) {
+		at = limit
+	}
 	if extendOnly && !at.After(e.end) {
 		return e.end
 	}
 	e.end = at
-	if e.timer != nil {
-		e.timer.Stop()
-	}
-	e.timer = time.AfterFunc(time.Until(at), func() { s.expire(e) })
+	e.armLocked(time.Until(at), func() { s.expire(e) })
 	return e.end
 }
 
+// runFor is how long the sandbox has run (paused time excluded) up to now; e.mu is held.
+func (e *entry) runFor(now time.Time) time.Duration {
+	d := now.Sub(e.started) - e.pausedFor
+	if e.paused {
+		d -= now.Sub(e.pausedAt)
+	}
+	return d
+}
+
+// armLocked replaces the sandbox's timer; e.mu is held.
+func (e *entry) armLocked(d time.Duration, f func()) {
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	e.timer = time.AfterFunc(d, f)
+}
+
+// expire runs when a sandbox's timer fires: at the end of a running sandbox it is killed (or
+// paused, when it was created with autoPause); a sandbox paused for longer than MaxPaused is
+// killed.
 func (s *Server) expire(e *entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// A timer that fired just before setEnd moved the end is stale: only expire at the end.
-	if d := time.Until(e.endAt()); d > 0 {
+	e.op.Lock()
+	e.mu.Lock()
+	paused, pausedAt, end := e.paused, e.pausedAt, e.end
+	e.mu.Unlock()
+	reason := "its timeout expired"
+	switch {
+	case paused:
+		// A timer armed before a resume is stale: only the paused-too-long one counts.
+		if time.Since(pausedAt) < s.cfg.MaxPaused {
+			e.op.Unlock()
+			return
+		}
+		reason = fmt.Sprintf("it stayed paused longer than %s", s.cfg.MaxPaused)
+	case time.Until(end) > 0:
+		// A timer that fired just before setEnd moved the end is stale: only expire at the end.
+		e.op.Unlock()
 		return
+	case e.autoPause:
+		err := s.pauseLocked(ctx, e)
+		e.op.Unlock()
+		if err == nil {
+			s.log.Info("sandbox paused at its timeout", "id", e.id)
+			return
+		}
+		s.log.Error("pausing a sandbox at its timeout; killing it", "id", e.id, "err", err)
 	}
-	if err := s.end(ctx, e, "its timeout expired"); err != nil {
+	e.op.Unlock()
+	if err := s.end(ctx, e, reason); err != nil {
 		s.log.Error("ending an expired sandbox", "id", e.id, "err", err)
 	}
+}
+
+// errAlreadyPaused and errNotPaused refuse a transition the sandbox is not in the state for.
+var (
+	errAlreadyPaused = errors.New("already paused")
+	errNotPaused     = errors.New("not paused")
+)
+
+// pauseLocked freezes the sandbox (memory, processes and files kept) and stops its clock; e.op is
+// held. A paused sandbox is killed once it has been paused for MaxPaused.
+func (s *Server) pauseLocked(ctx context.Context, e *entry) error {
+	if e.isPaused() {
+		return errAlreadyPaused
+	}
+	if err := e.inst.Pause(ctx); err != nil {
+		return err
+	}
+	now := time.Now()
+	e.mu.Lock()
+	e.remaining = max(0, e.end.Sub(now))
+	e.paused, e.pausedAt, e.end = true, now, time.Time{}
+	e.armLocked(s.cfg.MaxPaused, func() { s.expire(e) })
+	e.mu.Unlock()
+	// Connections to a frozen envd would only hang; new requests get new ones after the resume.
+	e.transport.CloseIdleConnections()
+	return nil
+}
+
+// resumeLocked thaws the sandbox and starts its clock with timeout to live (clamped to the maximum
+// lifetime); e.op is held.
+func (s *Server) resumeLocked(ctx context.Context, e *entry, timeout time.Duration) error {
+	if !e.isPaused() {
+		return errNotPaused
+	}
+	if err := e.inst.Resume(ctx); err != nil {
+		return err
+	}
+	now := time.Now()
+	e.mu.Lock()
+	e.pausedFor += now.Sub(e.pausedAt)
+	e.paused, e.pausedAt, e.remaining = false, time.Time{}, 0
+	at := now.Add(timeout)
+	if limit := e.lifetimeLimit(s.cfg.MaxLifetime); at.After(limit) {
+		at = limit
+	}
+	e.end = at
+	e.armLocked(time.Until(at), func() { s.expire(e) })
+	e.mu.Unlock()
+	return nil
 }
 
 // end removes the sandbox from the live set (new requests no longer reach it) and kills it. Only

@@ -1,6 +1,7 @@
 // Package serve exposes sandboxes (local ones, through a Provider) behind the E2B API on one port:
-// the control-plane REST API (create, connect, list, get, set timeout, kill, metrics) and the envd
-// data plane, proxied to each sandbox's envd. The official E2B and Novita SDKs work with it
+// the control-plane REST API (create, connect, list, get, set timeout, pause and resume, kill,
+// metrics) and the envd data plane, proxied to each sandbox's envd. Sandboxes get network none
+// unless Config.AllowInternet lets a create have the internet access or allow-list it asks for. The official E2B and Novita SDKs work with it
 // unmodified when E2B_API_URL/E2B_SANDBOX_URL (NOVITA_API_URL/NOVITA_SANDBOX_URL) name it, and so
 // does this project's remote backend (sandbox/e2b).
 //
@@ -31,6 +32,7 @@ import (
 const (
 	DefaultMaxSandboxes  = 64
 	DefaultMaxLifetime   = 24 * time.Hour
+	DefaultMaxPaused     = 24 * time.Hour
 	DefaultCreateTimeout = 10 * time.Minute
 	DefaultMaxBodyBytes  = 1 << 20
 	DefaultTemplate      = "host"
@@ -62,9 +64,16 @@ type Config struct {
 	// MaxSandboxes bounds the sandboxes alive (and being created) at once; a create beyond it is
 	// answered 429 with Retry-After, as E2B does at a team's concurrency limit.
 	MaxSandboxes int
-	// MaxLifetime bounds a sandbox's life from its start: timeouts beyond it are refused (create) or
-	// clamped (set timeout, connect).
+	// MaxLifetime bounds the time a sandbox runs (time paused excluded): timeouts beyond it are
+	// refused (create) or clamped (set timeout, connect).
 	MaxLifetime time.Duration
+	// MaxPaused bounds the time a sandbox stays paused (its memory stays allocated): it is killed
+	// then. Paused sandboxes count against MaxSandboxes.
+	MaxPaused time.Duration
+	// AllowInternet lets a create that asks for internet access (allow_internet_access, the
+	// default of the SDKs) or an egress allow-list (network.allowOut) have it. Without it every
+	// sandbox gets network none, and reports allowInternetAccess false.
+	AllowInternet bool
 	// CreateTimeout bounds one create (a template build included).
 	CreateTimeout time.Duration
 	// MaxBodyBytes bounds a control-plane request body.
@@ -104,6 +113,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxLifetime <= 0 {
 		cfg.MaxLifetime = DefaultMaxLifetime
+	}
+	if cfg.MaxPaused <= 0 {
+		cfg.MaxPaused = DefaultMaxPaused
 	}
 	if cfg.CreateTimeout <= 0 {
 		cfg.CreateTimeout = DefaultCreateTimeout

@@ -180,6 +180,13 @@ func TestCreateConnectGetKillStatusesAndFields(t *testing.T) {
 	if d.State != "running" || d.Metadata["k"] != "v w" || d.CPUCount < 1 || d.MemoryMB < 16 || d.DiskSizeMB < 64 {
 		t.Fatalf("detail %+v", d)
 	}
+	// Internet access was asked for, but serve without --allow-internet gives network none, and says so.
+	if d.AllowInternetAccess == nil || *d.AllowInternetAccess || d.Network != nil {
+		t.Fatalf("allowInternetAccess %v, network %+v without AllowInternet", d.AllowInternetAccess, d.Network)
+	}
+	if out := runCommand(t, c, sb, "cat /sys/class/net/eth0/address 2>&1 || echo no eth0"); !strings.Contains(out, "no eth0") {
+		t.Fatalf("a sandbox of a server without AllowInternet has an eth0: %q", out)
+	}
 	if got := d.EndAt.Sub(d.StartedAt); got != 120*time.Second {
 		t.Fatalf("endAt - startedAt = %s, want the 120 s timeout", got)
 	}
@@ -224,8 +231,7 @@ func TestCreateConnectGetKillStatusesAndFields(t *testing.T) {
 		t.Fatalf("set timeout 30 s did not move the end (%s) earlier than %s", d2.EndAt, d.EndAt)
 	}
 
-	// Pause is refused honestly; resume of a running sandbox is a conflict.
-	c.do("POST", "/sandboxes/"+sb.SandboxID+"/pause", "{}", nil).wantError(t, http.StatusNotImplemented, "pause")
+	// The legacy resume of a running sandbox is a conflict.
 	c.do("POST", "/sandboxes/"+sb.SandboxID+"/resume", `{"timeout":10}`, nil).wantError(t, http.StatusConflict, "running")
 
 	// Metrics: one sample with every field.
@@ -346,7 +352,9 @@ func TestBadInput(t *testing.T) {
 		{"templateID": "base", "envVars": map[string]string{"BAD=KEY": "x"}},
 		{"templateID": "base", "envVars": map[string]string{"K": "nul\x00"}},
 		{"templateID": "base", "metadata": map[string]string{"": "x"}},
-		{"templateID": "base", "autoPause": true},
+		{"templateID": "base", "autoResume": map[string]any{"enabled": true}},
+		{"templateID": "base", "network": map[string]any{"denyOut": []string{"10.0.0.0/8"}}},
+		{"templateID": "base", "allow_internet_access": false, "network": map[string]any{"allowOut": []string{"not a domain"}}},
 	} {
 		c.do("POST", "/v2/sandboxes", body, nil).wantError(t, 400, "")
 	}
@@ -570,7 +578,8 @@ func TestListFiltersAndPagination(t *testing.T) {
 	if len(none) != 0 {
 		t.Fatalf("metadata filter for nothing: %d", len(none))
 	}
-	// State: nothing here is paused; both spellings of a state list (comma, repeated) work.
+	// State: nothing here is paused (TestPauseResume pauses); both spellings of a state list
+	// (comma, repeated) work.
 	if p, _ := list(url.Values{"state": {"paused"}}); len(p) != 0 {
 		t.Fatalf("paused: %d", len(p))
 	}

@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -65,10 +64,8 @@ func benchMain() (exit int) {
 			fmt.Fprintln(os.Stderr, "sandboxbench: crun fix:", err)
 		}
 		defer func() {
-			for _, m := range mounted {
-				if err := syscall.Unmount(m, 0); err == nil {
-					_ = os.Remove(m)
-				}
+			if err := local.UndoCrunHybridFix(mounted); err != nil {
+				fmt.Fprintln(os.Stderr, "sandboxbench: undoing the crun fix:", err)
 			}
 		}()
 	}
@@ -104,7 +101,7 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 	if slices.Equal(c.sections, []string{"network"}) {
 		title = "Networked sandboxes (sandboxbench -sections network)"
 	}
-	r.printf("## %s\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row.\n\n",
+	r.printf("## %s\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row. Every figure in one run of the same binary on the same machine; on a shared machine, runs an hour apart differ by up to 2×, so compare rows within one run (the bare baseline is there for that).\n\n",
 		title, host, runtime.NumCPU(), memTotal(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
 	open := func(rt string, pool int, tpl string) (*local.Backend, error) {
 		return local.New(ctx, local.Config{DataDir: c.dataDir, TemplateDir: c.templateDir, Binary: c.binary, Runtime: rt,

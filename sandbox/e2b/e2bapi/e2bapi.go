@@ -45,24 +45,61 @@ type Error struct {
 }
 
 // NewSandbox is the body of POST /sandboxes and POST /v2/sandboxes (v2 has no `secure`: always
-// secured). Fields the SDKs may send and that neither side acts on (mcp, network, iam,
-// volumeMounts, autoResume, secrets, nodeID) are not listed.
+// secured). Fields the SDKs may send and that neither side acts on (mcp, iam, volumeMounts,
+// secrets, nodeID) are not listed.
 type NewSandbox struct {
 	TemplateID string `json:"templateID"`
 	// Timeout is the lifetime in seconds; absent means the server's default (15 for v1 by the spec,
 	// 300 for v2).
-	Timeout             *int32            `json:"timeout,omitempty"`
-	AutoPause           *bool             `json:"autoPause,omitempty"`
+	Timeout *int32 `json:"timeout,omitempty"`
+	// AutoPause pauses the sandbox at its timeout instead of killing it.
+	AutoPause *bool `json:"autoPause,omitempty"`
+	// AutoPauseMemory (with AutoPause) keeps memory in the automatic pause (default true).
+	AutoPauseMemory *bool `json:"autoPauseMemory,omitempty"`
+	// AutoResume resumes a paused sandbox when traffic reaches it.
+	AutoResume          *AutoResume       `json:"autoResume,omitempty"`
 	Secure              *bool             `json:"secure,omitempty"`
 	AllowInternetAccess *bool             `json:"allow_internet_access,omitempty"`
+	Network             *NetworkConfig    `json:"network,omitempty"`
 	Metadata            map[string]string `json:"metadata,omitempty"`
 	EnvVars             map[string]string `json:"envVars,omitempty"`
 }
 
+// AutoResume is NewSandbox's autoResume ({"enabled": bool}).
+type AutoResume struct {
+	Enabled bool `json:"enabled"`
+}
+
+// NetworkConfig is NewSandbox's network (E2B's SandboxNetworkConfig): egress allowed and denied by
+// CIDR, address or domain. Rules, an egress proxy and host masking are not listed: no side here
+// acts on them.
+type NetworkConfig struct {
+	// AllowOut lists what the sandbox may reach even when DenyOut would refuse it.
+	AllowOut []string `json:"allowOut,omitempty"`
+	// DenyOut lists what the sandbox may not reach ("0.0.0.0/0": everything not allowed).
+	DenyOut []string `json:"denyOut,omitempty"`
+	// AllowPublicTraffic makes the sandbox's ports reachable without the traffic access token.
+	AllowPublicTraffic *bool `json:"allowPublicTraffic,omitempty"`
+}
+
 // ConnectSandbox is the body of POST /sandboxes/{id}/connect (and /v2/…/connect, where timeout is
-// optional, default 300).
+// optional, default 300) and of the legacy POST /sandboxes/{id}/resume.
 type ConnectSandbox struct {
 	Timeout *int32 `json:"timeout,omitempty"`
+}
+
+// PauseRequest is the body of POST /sandboxes/{id}/pause: memory (default true) keeps the
+// processes' memory; false asks for a files-only snapshot.
+type PauseRequest struct {
+	Memory *bool `json:"memory,omitempty"`
+}
+
+// Lifecycle is SandboxDetail's lifecycle: what happens at the timeout and whether traffic resumes a
+// paused sandbox.
+type Lifecycle struct {
+	AutoResume bool `json:"autoResume"`
+	// OnTimeout is "kill" or "pause".
+	OnTimeout string `json:"onTimeout"`
 }
 
 // TimeoutRequest is the body of POST /sandboxes/{id}/timeout.
@@ -98,12 +135,14 @@ type SandboxDetail struct {
 	EnvdVersion         string            `json:"envdVersion"`
 	EnvdAccessToken     string            `json:"envdAccessToken,omitempty"`
 	AllowInternetAccess *bool             `json:"allowInternetAccess,omitempty"`
+	Network             *NetworkConfig    `json:"network,omitempty"`
 	Domain              *string           `json:"domain"`
 	CPUCount            int32             `json:"cpuCount"`
 	MemoryMB            int32             `json:"memoryMB"`
 	DiskSizeMB          int32             `json:"diskSizeMB"`
 	Metadata            map[string]string `json:"metadata,omitempty"`
 	State               string            `json:"state"`
+	Lifecycle           *Lifecycle        `json:"lifecycle,omitempty"`
 }
 
 // ListedSandbox is one element of GET /v2/sandboxes (and the deprecated GET /sandboxes).

@@ -219,6 +219,40 @@ func (h *Host) Remove(ctx context.Context, path string) error {
 	return errors.Join(errs...)
 }
 
+// Kill SIGKILLs every process of the group at path and waits (bounded by ctx) until the group is
+// empty. Killing a sandbox's init ends its pid namespace; this also catches a runtime's helper
+// processes that joined the group.
+func (h *Host) Kill(ctx context.Context, path string) error {
+	var procs string
+	if h.Unified != "" && len(h.V1) == 0 {
+		procs = filepath.Join(h.Unified, filepath.Clean("/"+path))
+	} else if d, ok := h.V1["pids"]; ok {
+		procs = filepath.Join(d, filepath.Clean("/"+path))
+	} else if d, ok := h.V1["memory"]; ok {
+		procs = filepath.Join(d, filepath.Clean("/"+path))
+	} else {
+		return nil
+	}
+	for delay := time.Millisecond; ; delay = min(2*delay, 20*time.Millisecond) {
+		b, err := os.ReadFile(filepath.Join(procs, "cgroup.procs"))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", procs, err)
+		}
+		if len(strings.TrimSpace(string(b))) == 0 {
+			return nil
+		}
+		killAll(procs)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for cgroup %s to empty: %w", path, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+}
+
 // Children lists the direct child groups of parent (by name), across hierarchies.
 func (h *Host) Children(parent string) []string {
 	seen := map[string]bool{}

@@ -114,7 +114,7 @@ func WithUserNamespace(hostBase, size uint32) Opt {
 	}
 }
 
-// DefaultCapabilities is the moby default capability set without CAP_NET_RAW (no raw sockets).
+// defaultCapabilities is the moby default capability set without CAP_NET_RAW (no raw sockets).
 var defaultCapabilities = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_SETGID",
 	"CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,12 +59,39 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Minute)
 	defer cancel()
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive", "LANG=C.UTF-8"}
-
-	progress("debootstrap: starting")
-	err = runPhased(ctx, progress, "debootstrap", env, "debootstrap", "--variant=minbase", "--include=ca-certificates", suite, rootfs, mirror)
+	// debootstrap fetches with wget, whose defaults wait 15 minutes on a stalled transfer: give up
+	// on a silent connection after 30 s and try again instead.
+	wgetrc, err := os.CreateTemp("", "agent-wgetrc-")
 	if err != nil {
-		if b, rerr := os.ReadFile(filepath.Join(rootfs, "debootstrap", "debootstrap.log")); rerr == nil {
-			return Meta{}, fmt.Errorf("%w\ndebootstrap.log (end):\n%s", err, lastBytes(b, 4096))
+		return Meta{}, fmt.Errorf("wget settings: %w", err)
+	}
+	defer os.Remove(wgetrc.Name())
+	_, werr := wgetrc.WriteString("timeout = 30\ntries = 5\nwaitretry = 2\nretry_connrefused = on\n")
+	if cerr := wgetrc.Close(); werr != nil || cerr != nil {
+		return Meta{}, fmt.Errorf("wget settings: %w", errors.Join(werr, cerr))
+	}
+	env = append(env, "WGETRC="+wgetrc.Name())
+
+	// A mirror (or the proxy in front of it) drops a download now and then; debootstrap gives up
+	// on the first miss, before it unpacks anything. Downloads are retried in the same target,
+	// where what already arrived is validated and kept.
+	for attempt := 1; ; attempt++ {
+		progress("debootstrap: starting")
+		err = runPhased(ctx, progress, "debootstrap", env, "debootstrap", "--variant=minbase", "--include=ca-certificates", suite, rootfs, mirror)
+		if err == nil {
+			break
+		}
+		log, _ := os.ReadFile(filepath.Join(rootfs, "debootstrap", "debootstrap.log"))
+		if attempt < 4 && downloadFailed(err, log) && ctx.Err() == nil {
+			progress(fmt.Sprintf("debootstrap: a download failed, retrying (attempt %d of 4)", attempt+1))
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt) * 5 * time.Second):
+			}
+			continue
+		}
+		if len(log) > 0 {
+			return Meta{}, fmt.Errorf("%w\ndebootstrap.log (end):\n%s", err, lastBytes(log, 4096))
 		}
 		return Meta{}, err
 	}
@@ -91,10 +119,10 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 		_ = os.WriteFile(filepath.Join(rootfs, "etc/resolv.conf"), nil, 0o644)
 	}
 	progress("apt: update")
-	if err := runPhased(ctx, progress, "apt", env, "chroot", rootfs, "apt-get", "update", "-q"); err != nil {
+	if err := runPhased(ctx, progress, "apt", env, "chroot", rootfs, "apt-get", "-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=30", "update", "-q"); err != nil {
 		return Meta{}, err
 	}
-	args := append([]string{rootfs, "apt-get", "install", "-y", "-q", "--no-install-recommends"}, DebianPackages...)
+	args := append([]string{rootfs, "apt-get", "-o", "Acquire::Retries=5", "-o", "Acquire::http::Timeout=30", "install", "-y", "-q", "--no-install-recommends"}, DebianPackages...)
 	if err := runPhased(ctx, progress, "apt", env, "chroot", args...); err != nil {
 		return Meta{}, err
 	}
@@ -146,6 +174,7 @@ func (b DebianBuilder) Build(ctx context.Context, rootfs string, progress func(s
 // the error.
 func runPhased(ctx context.Context, progress func(string), tool string, env []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	killGroupOnCancel(cmd)
 	cmd.Env = env
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -261,6 +290,7 @@ func phaseOf(line string) string {
 
 func chroot(ctx context.Context, rootfs string, args ...string) error {
 	cmd := exec.CommandContext(ctx, "chroot", append([]string{rootfs}, args...)...)
+	killGroupOnCancel(cmd)
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("chroot %v: %w: %s", args, err, out)
@@ -303,4 +333,23 @@ func HostDebianMirror(aptDir string) string {
 		}
 	}
 	return ""
+}
+
+// killGroupOnCancel runs cmd in its own process group and kills the whole group when its context
+// ends: debootstrap and apt run wget, dpkg and maintainer scripts that would outlive them.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+}
+
+// downloadFailed tells a debootstrap that failed fetching (worth retrying) from one that failed
+// otherwise.
+func downloadFailed(err error, log []byte) bool {
+	text := err.Error() + "\n" + string(log)
+	for _, m := range []string{"Couldn't download", "Failed getting release file", "Failed getting release signature file", "Couldn't retrieve"} {
+		if strings.Contains(text, m) {
+			return true
+		}
+	}
+	return false
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/agentrun/agent/sandbox/local/mounts"
 )
 
 // Well-known template names.
@@ -179,7 +181,9 @@ func (s *Store) Build(ctx context.Context, name string, force bool, progress fun
 	if err != nil {
 		return nil, fmt.Errorf("creating build dir: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	// A failed or interrupted build may leave mounts in the tree (debootstrap mounts /proc in
+	// it and does not always unmount it): detach them before deleting anything.
+	defer removeBuildDir(tmp)
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("build dir: %w", err)
 	}
@@ -308,11 +312,21 @@ func (s *Store) Sweep(inUse func(digest string) bool) []string {
 		default:
 			continue
 		}
-		if os.RemoveAll(p) == nil {
+		if removeBuildDir(p) == nil {
 			out = append(out, n)
 		}
 	}
 	return out
+}
+
+// removeBuildDir detaches every mount under dir, then deletes it; it refuses when a mount stays.
+func removeBuildDir(dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := mounts.UnmountAll(ctx, dir); err != nil {
+		return err
+	}
+	return mounts.RemoveTree(dir)
 }
 
 // tryLock takes a template's build lock without waiting; nil when another holds it.

@@ -149,3 +149,55 @@ func TestHostDebianMirror(t *testing.T) {
 		t.Errorf("empty: %q", got)
 	}
 }
+
+// mountingBuilder fails after leaving a mount in its tree, as an interrupted debootstrap does.
+type mountingBuilder struct{}
+
+func (mountingBuilder) Build(ctx context.Context, rootfs string, progress func(string)) (Meta, error) {
+	p := filepath.Join(rootfs, "proc")
+	if err := os.Mkdir(p, 0o555); err != nil {
+		return Meta{}, err
+	}
+	if err := syscall.Mount("tmpfs", p, "tmpfs", 0, "size=1m"); err != nil {
+		return Meta{}, err
+	}
+	return Meta{}, errors.New("build failed on purpose")
+}
+
+func TestFailedBuildLeavesNoMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	dir := t.TempDir()
+	st, _ := NewStore(dir, map[string]Builder{"m": mountingBuilder{}})
+	if _, err := st.Build(context.Background(), "m", false, nil); err == nil {
+		t.Fatal("build succeeded")
+	}
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	if strings.Contains(string(mi), dir) {
+		t.Errorf("a mount under the template dir survived the failed build")
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.Contains(e.Name(), ".build-") {
+			t.Errorf("build dir %s left behind", e.Name())
+		}
+	}
+}
+
+func TestDownloadFailed(t *testing.T) {
+	for _, c := range []struct {
+		err  string
+		log  string
+		want bool
+	}{
+		{"debootstrap --variant=minbase: exit status 1\nE: Couldn't download packages: adduser", "", true},
+		{"debootstrap: exit status 1", "E: Failed getting release file http://mirror/dists/bookworm/Release", true},
+		{"debootstrap: exit status 1", "W: Failure trying to run: chroot dpkg --force-depends --install", false},
+		{"debootstrap: signal: killed", "", false},
+	} {
+		if got := downloadFailed(errors.New(c.err), []byte(c.log)); got != c.want {
+			t.Errorf("downloadFailed(%q, %q) = %v, want %v", c.err, c.log, got, c.want)
+		}
+	}
+}

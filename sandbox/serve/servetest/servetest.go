@@ -88,6 +88,13 @@ type Server struct {
 // directory, is left.
 func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handler) http.Handler) *Server {
 	t.Helper()
+	return StartWith(t, env, nil, mod, wrap)
+}
+
+// StartWith is Start with localMod adjusting the local backend's configuration too (e.g. the
+// network's DNS upstreams for a fake internet).
+func StartWith(t testing.TB, env *Env, localMod func(*local.Config), mod func(*serve.Config), wrap func(http.Handler) http.Handler) *Server {
+	t.Helper()
 	if env.SkipReason != "" {
 		t.Skip(env.SkipReason)
 	}
@@ -108,7 +115,11 @@ func Start(t testing.TB, env *Env, mod func(*serve.Config), wrap func(http.Handl
 		lvl = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	b, err := local.New(ctx, local.Config{DataDir: dd, TemplateDir: env.TemplateDir, Binary: env.Binary, Logger: logger})
+	lc := local.Config{DataDir: dd, TemplateDir: env.TemplateDir, Binary: env.Binary, Logger: logger}
+	if localMod != nil {
+		localMod(&lc)
+	}
+	b, err := local.New(ctx, lc)
 	if err != nil {
 		t.Fatal(err)
 	}

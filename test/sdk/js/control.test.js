@@ -1,7 +1,7 @@
 // Control-plane suite (serve mode only): npm `e2b` (latest, POST /v2/sandboxes), `e2b` 2.45.0
 // (POST /sandboxes) and `novita-sandbox`, unmodified, against `agent serve`: create with metadata,
 // env vars and timeout; get_info; list with a metadata filter across pages; connect; set_timeout;
-// kill; an expired sandbox reported as gone; a wrong key refused.
+// kill; an expired sandbox reported as gone; a wrong key refused; pause and resume (latest e2b).
 import { describe, test, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -13,6 +13,21 @@ import * as novita from 'novita-sandbox'
 import { MODE, waitFor } from './lib/harness.js'
 
 const T = { timeout: 90_000 }
+
+// A background counter: an increasing number in /tmp/counter ten times a second, from memory (a
+// restarted process would start over at 1).
+const COUNTER = `nohup sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; sleep 0.1; done' >/dev/null 2>&1 &`
+
+async function readCounter(s) {
+  return Number((await s.commands.run('cat /tmp/counter 2>/dev/null || echo 0')).stdout.trim())
+}
+
+// Waits until the counter is past n and returns it.
+async function waitCounter(s, n) {
+  let got = 0
+  await waitFor(async () => (got = await readCounter(s)) > n, { timeoutMs: 30_000, what: `the counter to pass ${n}`, intervalMs: 100 })
+  return got
+}
 
 const bindings = [
   { name: 'e2b', envPrefix: 'E2B', sdk: e2bLatest },
@@ -110,6 +125,29 @@ for (const b of bindings) {
       const wrong = { apiKey: `e2b_${'0'.repeat(40)}` }
       await assert.rejects(Sandbox.create(wrong), (e) => e instanceof AuthenticationError, 'create with a wrong key')
       await assert.rejects(Sandbox.list(wrong).nextItems(), (e) => e instanceof AuthenticationError, 'list with a wrong key')
+    })
+
+    test('pause, then connect resumes: files and a running process intact', { ...T, skip: b.name !== 'e2b' && 'pause is exercised with the latest e2b SDK' }, async () => {
+      const s = await create({ metadata: { run, role: 'pause' } })
+      await s.files.write('/home/user/pause.txt', 'before the pause')
+      await s.commands.run(COUNTER)
+      const before = await waitCounter(s, 0)
+      assert.equal(await s.pause(), true)
+      assert.equal(await Sandbox.pause(s.sandboxId), false, 'a second pause (409) answers false')
+      assert.equal(await s.isRunning(), false)
+      assert.equal((await s.getInfo()).state, 'paused')
+      const paused = await Sandbox.list({ query: { metadata: { run, role: 'pause' }, state: ['paused'] } }).nextItems()
+      assert.deepEqual(paused.map((i) => i.sandboxId), [s.sandboxId])
+      const running = await Sandbox.list({ query: { metadata: { run, role: 'pause' }, state: ['running'] } }).nextItems()
+      assert.equal(running.length, 0)
+      const c = await Sandbox.connect(s.sandboxId, { timeoutMs: 120_000 })
+      assert.equal(c.sandboxId, s.sandboxId)
+      assert.ok(await c.isRunning())
+      assert.equal((await c.getInfo()).state, 'running')
+      assert.equal(await c.files.read('/home/user/pause.txt'), 'before the pause')
+      const after = await readCounter(c)
+      assert.ok(after >= before, `the counter went back from ${before} to ${after}: the process restarted`)
+      await waitCounter(c, after)
     })
 
     test('metrics', T, async () => {

@@ -1,7 +1,7 @@
 """Control-plane suite (serve mode only): PyPI `e2b` (POST /v2/sandboxes) and `novita-sandbox`
 (POST /sandboxes), unmodified, against `agent serve`: create with metadata, env vars and timeout;
 get_info; list with a metadata filter across pages; connect; set_timeout; kill; an expired sandbox
-reported as gone; a wrong key refused."""
+reported as gone; a wrong key refused; pause and resume (e2b)."""
 
 import re
 import secrets
@@ -136,3 +136,52 @@ def test_metrics(b, make):
     ms = s.get_metrics()
     assert len(ms) >= 1
     assert ms[0].mem_total > 0 and ms[0].disk_total > 0
+
+
+# A background counter: an increasing number in /tmp/counter ten times a second, from memory (a
+# restarted process would start over at 1).
+COUNTER = (
+    "nohup sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; "
+    "mv /tmp/counter.new /tmp/counter; sleep 0.1; done' >/dev/null 2>&1 &"
+)
+
+
+def read_counter(s):
+    return int(s.commands.run("cat /tmp/counter 2>/dev/null || echo 0").stdout.strip())
+
+
+def wait_counter(s, n):
+    got = [0]
+
+    def past():
+        got[0] = read_counter(s)
+        return got[0] > n
+
+    wait_for(past, f"the counter to pass {n}", timeout=30, interval=0.1)
+    return got[0]
+
+
+def test_pause_and_connect(b, make):
+    if b.name != "e2b":
+        pytest.skip("pause is exercised with the e2b SDK")
+    run = run_tag(b)
+    s = make(metadata={"run": run})
+    s.files.write("/home/user/pause.txt", "before the pause")
+    s.commands.run(COUNTER)
+    before = wait_counter(s, 0)
+    assert s.pause() is True
+    assert b.sdk.Sandbox.pause(s.sandbox_id) is False, "a second pause (409) answers False"
+    assert s.is_running() is False
+    assert getattr(s.get_info().state, "value", None) == "paused"
+    paused = b.sdk.Sandbox.list(query=b.sdk.SandboxQuery(metadata={"run": run}, state=[b.sdk.SandboxState.PAUSED])).next_items()
+    assert [i.sandbox_id for i in paused] == [s.sandbox_id]
+    running = b.sdk.Sandbox.list(query=b.sdk.SandboxQuery(metadata={"run": run}, state=[b.sdk.SandboxState.RUNNING])).next_items()
+    assert running == []
+    c = b.sdk.Sandbox.connect(s.sandbox_id, timeout=120)
+    assert c.sandbox_id == s.sandbox_id
+    assert c.is_running()
+    assert getattr(c.get_info().state, "value", None) == "running"
+    assert c.files.read("/home/user/pause.txt") == "before the pause"
+    after = read_counter(c)
+    assert after >= before, f"the counter went back from {before} to {after}: the process restarted"
+    wait_counter(c, after)
