@@ -34,7 +34,7 @@ type config struct {
 	binary, dataDir, work, report string
 	duration, sample, latency     time.Duration
 	concurrency, repeat           int
-	keep                          bool
+	keep, dropCaches              bool
 }
 
 func soakMain() int {
@@ -49,6 +49,7 @@ func soakMain() int {
 	flag.IntVar(&c.concurrency, "concurrency", 16, "agent run --concurrency")
 	flag.IntVar(&c.repeat, "repeat", 4, "epochs of each example task per round")
 	flag.BoolVar(&c.keep, "keep", false, "keep every round's results (default: only those of rounds with findings)")
+	flag.BoolVar(&c.dropCaches, "drop-caches", true, "drop the host's page cache before the first round and after the last, to read settled kernel memory")
 	flag.Parse()
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 	if os.Geteuid() != 0 {

@@ -16,7 +16,22 @@ const (
 	fdsGrowth   = 1.5
 	fdsSlack    = 16
 	minRoundsOK = 1
+	// kernelSlack bounds the growth of the host's settled unreclaimable kernel memory (the
+	// machine is shared: others' work moves it too).
+	kernelSlack = 64 << 20
 )
+
+// hostStable compares the host's settled kernel memory after the soak with before.
+func (r *result) hostStable() (ok bool, why string) {
+	b, a := r.before, r.after
+	ok = a.Unreclaim <= b.Unreclaim+kernelSlack
+	why = fmt.Sprintf("unreclaimable kernel memory %s before the first round, %s after the last; memory cgroups (dying ones included) %d, then %d; MemAvailable %s, then %s",
+		mib(b.Unreclaim), mib(a.Unreclaim), b.MemCgs, a.MemCgs, mib(b.Avail), mib(a.Avail))
+	if r.cfg.dropCaches {
+		why += " (each read after dropping the page cache)"
+	}
+	return ok, why
+}
 
 func (r *result) tasks() (run, results int) {
 	for _, rr := range r.rounds {
@@ -65,7 +80,8 @@ func (r *result) ok() bool {
 	crashes, leaks, violations, unexpected := r.counts()
 	run, results := r.tasks()
 	stable, _ := r.stable()
-	return len(r.rounds) >= minRoundsOK && crashes == 0 && leaks == 0 && violations == 0 && unexpected == 0 && run == results && stable && len(r.notes) == 0
+	host, _ := r.hostStable()
+	return host && len(r.rounds) >= minRoundsOK && crashes == 0 && leaks == 0 && violations == 0 && unexpected == 0 && run == results && stable && len(r.notes) == 0
 }
 
 func (r *result) verdict() string {
@@ -96,6 +112,8 @@ func writeReport(path string, r *result) error {
 	p("- Rounds: %d; tasks run: %d; results: %d (every task epoch has exactly one finished `result.json`, and `summary.json` agrees).\n", len(r.rounds), run, results)
 	p("- Crashes of the runner: %d. Leaks found: %d. Containment violations: %d. Unexpected outcomes: %d.\n", crashes, leaks, violations, unexpected)
 	p("- Runner memory and files: %s — %s.\n", why, map[bool]string{true: "stable", false: "**growing**"}[stable])
+	hostOK, hostWhy := r.hostStable()
+	p("- Host: %s — %s (bound: +%s).\n", hostWhy, map[bool]string{true: "stable", false: "**growing**"}[hostOK], mib(kernelSlack))
 	p("- `agent sandbox gc` afterwards: %s\n", orNone(r.gc))
 	var waited time.Duration
 	for _, rr := range r.rounds {
@@ -143,7 +161,7 @@ func writeReport(path string, r *result) error {
 		"no fronted name reached the allowed host, no tunnel query reached the upstream resolver, the host canary saw no connection, no collected artifact is a symlink or holds a host file, " +
 		"the planted symlinks are listed as skipped, the artifact bounds held, and both network tasks' `result.json` recorded refusals.\n")
 
-	p("\n## Rounds\n\n| round | duration | tasks | results | passed | failed | error | network refusals recorded | unexpected | leaks | violations | runner peak RSS | runner peak fds | host MemAvailable after | host SUnreclaim after |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	p("\n## Rounds\n\n| round | duration | tasks | results | passed | failed | error | network refusals recorded | unexpected | leaks | violations | runner peak RSS | runner peak fds | host MemAvailable after | host SUnreclaim after | memory cgroups after |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, rr := range r.rounds {
 		var pa, fa, er int
 		if rr.Summary != nil {
@@ -153,20 +171,16 @@ func writeReport(path string, r *result) error {
 		if rr.Crash != "" {
 			crash = " (" + rr.Crash + ")"
 		}
-		p("| %d%s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %d | %s | %s |\n", rr.N, crash, rr.Duration.Round(time.Second), rr.Expected, rr.Results,
-			pa, fa, er, rr.Refused, len(rr.Unexpected), len(rr.Leaks), len(rr.Violations), mib(rr.PeakRSS), rr.PeakFDs, mib(rr.Avail), mib(rr.Unreclaim))
+		p("| %d%s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %d | %s | %s | %d |\n", rr.N, crash, rr.Duration.Round(time.Second), rr.Expected, rr.Results,
+			pa, fa, er, rr.Refused, len(rr.Unexpected), len(rr.Leaks), len(rr.Violations), mib(rr.PeakRSS), rr.PeakFDs, mib(rr.Avail), mib(rr.Unreclaim), rr.MemCgs)
 	}
 
-	p("\n## Samples\n\nThe runner (`agent run`) and the host, sampled every %s while a round ran; one line a minute here (%d samples in all).\n\n", r.cfg.sample, len(r.samples))
-	p("| time | round | runner RSS | runner fds | runner threads | live sandboxes | host MemAvailable | host SUnreclaim |\n|---|---|---|---|---|---|---|---|\n")
-	next := time.Duration(0)
-	for i, s := range r.samples {
-		if s.At < next && i != len(r.samples)-1 {
-			continue
-		}
-		next = s.At.Truncate(time.Minute) + time.Minute
-		p("| %s | %d | %s | %d | %d | %d | %s | %s |\n", fmtAt(s.At), s.Round, mib(s.RunnerRSS), s.RunnerFDs, s.Threads, s.Sandboxes, mib(s.Avail), mib(s.Unreclaim))
+	p("\n## Samples\n\nThe runner (`agent run`) and the host, sampled every %s while a round ran (%d samples); here, for each minute, the sample with the runner's largest RSS.\n\n", r.cfg.sample, len(r.samples))
+	p("| time | round | runner RSS | runner fds | runner threads | live sandboxes | host MemAvailable | host SUnreclaim | memory cgroups |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range perMinute(r.samples) {
+		p("| %s | %d | %s | %d | %d | %d | %s | %s | %d |\n", fmtAt(s.At), s.Round, mib(s.RunnerRSS), s.RunnerFDs, s.Threads, s.Sandboxes, mib(s.Avail), mib(s.Unreclaim), s.MemCgs)
 	}
+	p("\nThe host's unreclaimable kernel memory (SUnreclaim) rises while the soak runs and the memory cgroup count with it: a sandbox's memory cgroup, once removed, stays as a dying cgroup for as long as page cache written by the sandbox is charged to it, and the kernel frees it when it reclaims those pages (under memory pressure, or when the page cache is dropped). The settled figures above, read after dropping the page cache, are the ones compared.\n")
 
 	if unexpected+violations+leaks > 0 || crashes > 0 {
 		p("\n## Findings\n\n")
@@ -191,6 +205,25 @@ func writeReport(path string, r *result) error {
 	p("\nLeaks are looked for after every round and once more after `agent sandbox gc`, scoped to the soak's data directory: mounts, cgroups, processes (by data dir and by the sandboxes' cgroups), loop devices, files under the sandbox state directories, and each sandbox's network (its link, nftables table, egress helper and address lease, found by sandbox id).\n")
 	p("\nRerun: `make soak` (30 minutes), or `SOAK_DURATION=5m make soak`; `SOAK_CONCURRENCY`, `SOAK_ARGS` pass more flags to `internal/cmd/soak`.\n")
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// perMinute keeps, for each minute, the sample with the runner's largest RSS (samples taken while
+// the runner was still starting are left out).
+func perMinute(samples []sample) []sample {
+	var out []sample
+	for _, s := range samples {
+		if s.RunnerRSS < 4<<20 {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].At/time.Minute == s.At/time.Minute {
+			if s.RunnerRSS > out[n-1].RunnerRSS {
+				out[n-1] = s
+			}
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func listed(what string, items []string, round int) []string {

@@ -59,7 +59,41 @@ type sample struct {
 	Threads   int           `json:"runner_threads"`
 	Avail     int64         `json:"host_mem_available"`
 	Unreclaim int64         `json:"host_sunreclaim"`
+	MemCgs    int           `json:"memory_cgroups"`
 	Sandboxes int           `json:"sandboxes"`
+}
+
+// settled is the host's kernel memory once the page cache is dropped: memory cgroups removed while
+// page cache was charged to them stay (dying, counted in SUnreclaim) until their pages go.
+type settled struct {
+	Unreclaim int64
+	Avail     int64
+	MemCgs    int
+}
+
+// settle drops the page cache (when allowed) and reads the host's kernel memory.
+func (s *soak) settle() settled {
+	if s.cfg.dropCaches {
+		_ = exec.Command("sync").Run()
+		_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+		time.Sleep(5 * time.Second)
+	}
+	return settled{Unreclaim: meminfo("SUnreclaim:"), Avail: meminfo("MemAvailable:"), MemCgs: memoryCgroups()}
+}
+
+// memoryCgroups counts the memory controller's cgroups, dying ones included (/proc/cgroups).
+func memoryCgroups() int {
+	b, err := os.ReadFile("/proc/cgroups")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 4 && f[0] == "memory" {
+			n, _ := strconv.Atoi(f[2])
+			return n
+		}
+	}
+	return 0
 }
 
 // roundResult is what one round did and what was found.
@@ -82,6 +116,7 @@ type roundResult struct {
 	PeakFDs    int
 	Avail      int64
 	Unreclaim  int64
+	MemCgs     int
 }
 
 // result is the whole soak.
@@ -96,6 +131,8 @@ type result struct {
 	gc         string
 	finalLeaks []string
 	notes      []string
+	// before and after are the host settled before the first round and after the last.
+	before, after settled
 }
 
 func (s *soak) run(ctx context.Context) (*result, error) {
@@ -109,6 +146,7 @@ func (s *soak) run(ctx context.Context) (*result, error) {
 		return nil, err
 	}
 	defer s.canary.close()
+	res.before = s.settle()
 	s.scope = runnertest.Scope(s.cfg.dataDir)
 	s.scope.ProcessCgroupPrefixes = []string{local.CgroupParentFor(s.cfg.dataDir) + "/"}
 	if s.base, err = leakcheck.Take(s.scope); err != nil {
@@ -145,6 +183,7 @@ func (s *soak) run(ctx context.Context) (*result, error) {
 	}
 	res.finalLeaks = s.leaks(context.WithoutCancel(ctx))
 	res.ended = time.Now()
+	res.after = s.settle()
 	s.mu.Lock()
 	res.samples = slices.Clone(s.samples)
 	s.mu.Unlock()
@@ -265,7 +304,7 @@ func (s *soak) round(ctx context.Context, n int, deadline time.Time) (*roundResu
 	s.account(rr, out, kinds)
 	s.inspect(rr, out, in, canaryBefore)
 	rr.Leaks = s.leaks(ctx)
-	rr.Avail, rr.Unreclaim = meminfo("MemAvailable:"), meminfo("SUnreclaim:")
+	rr.Avail, rr.Unreclaim, rr.MemCgs = meminfo("MemAvailable:"), meminfo("SUnreclaim:"), memoryCgroups()
 	findings := rr.Crash != "" || len(rr.Unexpected)+len(rr.Leaks)+len(rr.Violations) > 0 || rr.Results != rr.Expected
 	if !findings && !s.cfg.keep {
 		_ = os.RemoveAll(dir)
@@ -474,7 +513,7 @@ func (s *soak) sampleWhile(round, pid int, rr *roundResult) (stop func()) {
 		defer t.Stop()
 		for {
 			sm := sample{At: time.Since(s.start), Round: round, Avail: meminfo("MemAvailable:"), Unreclaim: meminfo("SUnreclaim:"),
-				Sandboxes: countDir(filepath.Join(s.cfg.dataDir, "sandboxes"))}
+				MemCgs: memoryCgroups(), Sandboxes: countDir(filepath.Join(s.cfg.dataDir, "sandboxes"))}
 			sm.RunnerRSS, sm.Threads = procStatus(pid)
 			sm.RunnerFDs = countDir(fmt.Sprintf("/proc/%d/fd", pid))
 			if sm.RunnerRSS > 0 {
