@@ -82,7 +82,8 @@ func DataDir(t testing.TB) string {
 // with other sandbox users, so the scope names only what is this data directory's: its mounts,
 // its cgroups (a sandbox process left behind keeps its cgroup), its files, and processes naming it
 // or descending from the test. Sandbox uids are not unique to a data directory, so processes are
-// not selected by uid.
+// not selected by uid. Networked sandboxes' links, tables, helpers and leases are found by
+// sandbox id (NetworkResources).
 func Scope(dd string) leakcheck.Scope {
 	return leakcheck.Scope{
 		MountPrefixes:  []string{dd},
@@ -91,14 +92,15 @@ func Scope(dd string) leakcheck.Scope {
 		DataDirs: []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "slots"),
 			filepath.Join(dd, "runtime", "runc")},
 		SkipNft: true,
+		Extra:   NetworkResources(dd),
 	}
 }
 
 // CheckLeaks takes a baseline of what the data directory dd holds on the host and, at test
-// cleanup, fails the test if anything of dd's remains: mounts, cgroups, processes, files, and the
-// loop devices backed by files under dd. Other loop devices and network interfaces belong to other
-// users of the machine: interface names do not say which data directory made them, and the
-// runner's sandboxes (network none) make none on the host.
+// cleanup, fails the test if anything of dd's remains: mounts, cgroups, processes, files, the
+// loop devices backed by files under dd, and the network resources of dd's sandboxes (links,
+// nftables tables, egress helpers, leases: NetworkResources). Other loop devices and network
+// interfaces belong to other users of the machine.
 func CheckLeaks(t testing.TB, dd string) {
 	t.Helper()
 	sc := Scope(dd)
