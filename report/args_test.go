@@ -16,6 +16,8 @@ func TestPrettyArgs(t *testing.T) {
 		{`{"n":3,"ok":true,"none":null,"empty":[]}`, "empty: []\nn: 3\nnone: null\nok: true"},
 		{`{"command": broken`, `{"command": broken`},
 		{`{"a":1} trailing`, `{"a":1} trailing`},
+		{`""}`, `""}`},
+		{`{"a":1}]`, `{"a":1}]`},
 	} {
 		if got := prettyArgs(c.in); got != c.want {
 			t.Errorf("prettyArgs(%s) =\n%s\nwant\n%s", c.in, got, c.want)
@@ -32,6 +34,7 @@ func FuzzPrettyArgs(f *testing.F) {
 	f.Add(`{"path":"a.py","data":"x\ny"}`)
 	f.Add(`{"files":[{"path":"a","data":"b"}]}`)
 	f.Add(`{"command": broken`)
+	f.Add(`""}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		out := prettyArgs(s)
 		if len(s) > 0 && out == "" && strings.TrimSpace(s) != `""` && strings.TrimSpace(s) != "" {

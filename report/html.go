@@ -324,7 +324,9 @@ func prettyArgs(s string) string {
 		var v any
 		dec := json.NewDecoder(strings.NewReader(s))
 		dec.UseNumber()
-		if dec.Decode(&v) == nil && !dec.More() {
+		// The whole text must be one JSON value: Decoder.More is false before a stray
+		// closing delimiter too, so check the rest by offset.
+		if dec.Decode(&v) == nil && strings.TrimSpace(s[dec.InputOffset():]) == "" {
 			var b strings.Builder
 			renderValue(&b, v, 0)
 			return strings.TrimSuffix(b.String(), "\n")
