@@ -54,9 +54,9 @@ func Report(info *RunInfo, sum *Summary) string {
 	}
 	var tpls []string
 	for _, name := range sortedKeys(info.Templates) {
-		tpls = append(tpls, fmt.Sprintf("%s `%s`", name, shortDigest(info.Templates[name])))
+		tpls = append(tpls, oneLine(name)+" "+code(shortDigest(info.Templates[name])))
 	}
-	fmt.Fprintf(&b, "- **Sandbox:** %s; template %s; network %s\n", backend, orDash(strings.Join(tpls, ", ")), orDash(strings.Join(info.Network, ", ")))
+	fmt.Fprintf(&b, "- **Sandbox:** %s; template %s; network %s\n", backend, orDash(strings.Join(tpls, ", ")), orDash(oneLine(strings.Join(info.Network, ", "))))
 	dur := time.Duration(sum.DurationMS) * time.Millisecond
 	fmt.Fprintf(&b, "- **Run:** `%s`, started %s, %s, concurrency %d", info.ID, sum.StartedAt.Format(time.RFC3339), fmtDuration(dur), info.Concurrency)
 	if sum.Tokens > 0 {
