@@ -84,10 +84,10 @@ func TestRunKeepFailedShell(t *testing.T) {
 	s := startPTY(t, 24, 80, "sandbox", "--data-dir", dd, "shell", id)
 	s.waitFor(regexp.MustCompile(`sandbox ` + id + ` is paused: thawed for this session`))
 	s.ready()
-	s.send("cat notes.txt; grep -c toLowerCase slugify.js; pgrep -c -x sleep; exit\r")
-	m := s.waitFor(regexp.MustCompile(`left-by-the-agent\r?\n(\d+)\r?\n(\d+)\r?\n`))
-	if m[1] != "1" || m[2] != "1" {
-		t.Errorf("in the kept sandbox: slugify.js matches %s, sleep processes %s", m[1], m[2])
+	s.send(`echo "N=$(cat notes.txt) J=$(grep -c toLowerCase slugify.js) P=$(pgrep -c -x sleep)"; exit` + "\r")
+	m := s.waitFor(regexp.MustCompile(`N=(\S*) J=(\d+) P=(\d+)`))
+	if m[1] != "left-by-the-agent" || m[2] != "1" || m[3] != "1" {
+		t.Errorf("in the kept sandbox: notes.txt %q, slugify.js matches %s, sleep processes %s", m[1], m[2], m[3])
 	}
 	if code := s.exitCode(); code != 0 {
 		t.Errorf("shell exit code %d; the terminal showed:\n%s", code, s.output())

@@ -101,7 +101,7 @@ func (s *ptySession) waitFor(re *regexp.Regexp) []string {
 			return m
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("the terminal never showed %q; it showed:\n%s", re, s.output())
+			s.t.Fatalf("the terminal never showed %q; it showed:\n%s\n(quoted: %q)", re, s.output(), s.output())
 		}
 		select {
 		case <-s.eof:
@@ -161,10 +161,11 @@ func TestSandboxShellPTY(t *testing.T) {
 	t.Run("shell", func(t *testing.T) {
 		s := startPTY(t, 37, 111, "sandbox", "--data-dir", dd, "shell", id)
 		s.ready()
-		s.send("echo $((6*7)) > /tmp/x; tty; cat /tmp/x; echo SIZE $(stty size); id -un\r")
-		m := s.waitFor(regexp.MustCompile(`(/dev/pts/\d+)\r?\n42\r?\nSIZE (\d+ \d+)\r?\n(\w+)\r?\n`))
-		if m[2] != "37 111" || m[3] != "user" {
-			t.Errorf("inside the shell: size %q, user %q", m[2], m[3])
+		// One line of output, so line editing noise (a prompt redrawn on a resize) cannot split it.
+		s.send(`echo $((6*7)) > /tmp/x; echo "T=$(tty) X=$(cat /tmp/x) S=$(stty size) U=$(id -un)"` + "\r")
+		m := s.waitFor(regexp.MustCompile(`T=(/dev/pts/\d+) X=(\S*) S=(\d+ \d+) U=(\w+)`))
+		if m[2] != "42" || m[3] != "37 111" || m[4] != "user" {
+			t.Errorf("inside the shell: /tmp/x %q, size %q, user %q", m[2], m[3], m[4])
 		}
 		// A resized terminal: the kernel signals SIGWINCH and the runtime resizes the inner one.
 		if err := pty.Setsize(s.tty, &pty.Winsize{Rows: 50, Cols: 132}); err != nil {
@@ -192,9 +193,9 @@ func TestSandboxShellPTY(t *testing.T) {
 		// What the shell wrote is in the sandbox for the next session; root is asked for by -u.
 		s := startPTY(t, 24, 80, "sandbox", "--data-dir", dd, "shell", "-u", "root", id)
 		s.ready()
-		s.send("cat /tmp/x; id -u; exit\r")
-		if m := s.waitFor(regexp.MustCompile(`\b42\r?\n(\d+)\r?\n`)); m[1] != "0" {
-			t.Errorf("shell -u root runs as uid %s", m[1])
+		s.send(`echo "X=$(cat /tmp/x) U=$(id -u)"; exit` + "\r")
+		if m := s.waitFor(regexp.MustCompile(`X=(\S*) U=(\d+)`)); m[1] != "42" || m[2] != "0" {
+			t.Errorf("second shell: /tmp/x %q, uid %s", m[1], m[2])
 		}
 		if code := s.exitCode(); code != 0 {
 			t.Errorf("shell exit code %d, want 0", code)
@@ -202,7 +203,10 @@ func TestSandboxShellPTY(t *testing.T) {
 	})
 
 	t.Run("exec -t", func(t *testing.T) {
-		s := startPTY(t, 29, 97, "sandbox", "--data-dir", dd, "exec", "-t", id, "--", "sh", "-c", "tty; stty size; exit 5")
+		// runc sizes the inner terminal only after the command started, so a command that asks at
+		// once may see 0 0: wait (bounded) for the size to arrive.
+		script := `tty; i=0; while [ "$(stty size)" = "0 0" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; stty size; exit 5`
+		s := startPTY(t, 29, 97, "sandbox", "--data-dir", dd, "exec", "-t", id, "--", "sh", "-c", script)
 		m := s.waitFor(regexp.MustCompile(`(/dev/pts/\d+)\r?\n(\d+ \d+)\r?\n`))
 		if m[2] != "29 97" {
 			t.Errorf("exec -t: size %q", m[2])
