@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,30 +13,20 @@ import (
 
 	"github.com/agentrun/agent/internal/evaltest"
 	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/report/results"
 )
 
 var agentBin, skipReason string
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
+func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	if skipReason = evaltest.SkipReason(); skipReason != "" {
+	if skipReason = testenv.SkipReason(); skipReason != "" {
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "agent-eval-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = evaltest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	return testenv.RunWithAgent(m, &agentBin)
 }
 
 // agent runs the agent binary and returns its exit code, stdout and stderr.
@@ -74,7 +63,7 @@ func TestEvalEndToEnd(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-	data := evaltest.DataDir(t)
+	data := localenv.DataDir(t)
 	evaltest.CheckLeaks(t, data, agentBin)
 	specs := evaltest.Suite(t, t.TempDir())
 	srv := llmtest.Start(t, evaltest.Good("good"), evaltest.Bad("bad"), evaltest.Looping("loops"))

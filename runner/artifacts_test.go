@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -22,9 +23,9 @@ import (
 func TestArtifactsNeverFollowSymlinks(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 5*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	hostSecret := filepath.Join(t.TempDir(), "host-secret")
 	if err := os.WriteFile(hostSecret, []byte("host only"), 0o600); err != nil {
 		t.Fatal(err)

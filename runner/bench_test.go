@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
@@ -37,7 +38,7 @@ import (
 // runner (create, one command, kill), so the runner's own share is visible.
 func BenchmarkOrchestration(b *testing.B) {
 	requireSandboxes(b)
-	dd := runnertest.DataDir(b)
+	dd := localenv.DataDir(b)
 	backend := runnertest.Backend(b, dd, agentBin, "")
 	srv := llmtest.Start(b, benchScenario())
 	base := benchSpec(b)

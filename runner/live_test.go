@@ -9,6 +9,7 @@ import (
 	"github.com/agentrun/agent/agent/provider"
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 )
@@ -24,9 +25,9 @@ func TestLiveEndpoint(t *testing.T) {
 	}
 	requireSandboxes(t)
 	ctx := ctxT(t, 20*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	suite, err := spec.Load(ctx, []string{filepath.Join(repoRoot, "tasks", "examples", "fizzbuzz", "task.yaml")},
 		spec.Options{Overrides: &spec.Config{Common: spec.Common{Model: spec.Ptr(provider.Custom + ":" + model)}}})
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/agentrun/agent/agent/provider"
 	"github.com/agentrun/agent/internal/llmtest"
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 )
@@ -29,24 +29,14 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	var err error
-	if repoRoot, err = runnertest.RepoRoot(); err != nil {
+	if repoRoot, err = testenv.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if skipReason = runnertest.SkipReason(); skipReason != "" {
+	if skipReason = testenv.SkipReason(); skipReason != "" {
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "runner-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = runnertest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	return testenv.RunWithAgent(m, &agentBin)
 }
 
 func requireSandboxes(t testing.TB) {

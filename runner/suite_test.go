@@ -14,6 +14,7 @@ import (
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -42,9 +43,9 @@ func wrongSolution(t *testing.T, name, task string) *llmtest.Scenario {
 func TestExampleSuiteScripted(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 15*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 
 	load := func(task, name string, shape llmtest.Shape) *llmtest.Scenario {
 		sc, err := runnertest.LoadScenario(repoRoot, task, name, shape)
@@ -289,9 +290,9 @@ func TestExampleSuiteScripted(t *testing.T) {
 func TestReplayExamples(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 15*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	specs := loadSuite(t, filepath.Join(repoRoot, "tasks", "examples"))
 	if len(specs) < 8 {
 		t.Fatalf("%d example specs, want at least 8", len(specs))

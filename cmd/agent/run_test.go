@@ -18,6 +18,8 @@ import (
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -34,22 +36,12 @@ func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
 	var err error
-	if repoRoot, err = runnertest.RepoRoot(); err != nil {
+	if repoRoot, err = testenv.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	skipReason = runnertest.SkipReason()
-	dir, err := os.MkdirTemp("", "agent-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = runnertest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	skipReason = testenv.SkipReason()
+	return testenv.RunWithAgent(m, &agentBin)
 }
 
 func requireSandboxes(t *testing.T) {
@@ -118,8 +110,8 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 // results cannot be written; --json prints the summary, --events jsonl streams events.
 func TestRunExitCodes(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	out := filepath.Join(t.TempDir(), "pass")
 	r := runAgent(t, nil, "run", "--data-dir", dd, "--replay", "testdata/transcripts", "--filter", "fizzbuzz,slugify", "--json", "-o", out, "tasks/examples")
 	if r.code != 0 {
@@ -184,8 +176,8 @@ func TestRunExitCodes(t *testing.T) {
 // sandbox is left behind.
 func TestRunResumeAfterSIGINT(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	tasks := []string{"fix-median", "fizzbuzz", "log-errors", "sales-report", "slugify"}
 	models := map[string]string{}
 	var scenarios []*llmtest.Scenario

@@ -15,6 +15,8 @@ import (
 
 	"github.com/agentrun/agent/internal/evaltest"
 	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 var agentBin, skipReason string
@@ -22,20 +24,10 @@ var agentBin, skipReason string
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
-	if skipReason = evaltest.SkipReason(); skipReason != "" {
+	if skipReason = testenv.SkipReason(); skipReason != "" {
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "agent-action-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = evaltest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	return testenv.RunWithAgent(m, &agentBin)
 }
 
 // keyCheck is a check that fails when the sandbox holds the key anywhere a task could read it:
@@ -148,7 +140,7 @@ func TestActionRun(t *testing.T) {
 	var rb [12]byte
 	rand.Read(rb[:])
 	key := "sk-action-" + hex.EncodeToString(rb[:])
-	data := evaltest.DataDir(t)
+	data := localenv.DataDir(t)
 	evaltest.CheckLeaks(t, data, agentBin)
 	good, bad := evaltest.Good("good"), evaltest.Bad("bad")
 	good.APIKey, bad.APIKey = key, key // a request without the key gets 401

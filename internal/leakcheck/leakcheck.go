@@ -128,17 +128,30 @@ func (s *Snapshot) Diff(after *Snapshot) []string {
 	return out
 }
 
+// grace is how long a check waits for what is left to go: processes and mounts of a sandbox that
+// was just killed take a moment to disappear.
+const grace = 15 * time.Second
+
 // Check takes a baseline now and, at test cleanup, fails the test if anything in scope remains
-// that was not there before. Processes and mounts get a few seconds to go away.
+// that was not there before (after waiting up to grace for it to go).
 func Check(t testing.TB, sc Scope) {
+	t.Helper()
+	t.Cleanup(Baseline(t, sc))
+}
+
+// Baseline takes a baseline now and returns the check to call once everything the test made
+// should be gone: it fails the test if anything in scope remains that was not there before (after
+// waiting up to grace for it to go).
+func Baseline(t testing.TB, sc Scope) func() {
 	t.Helper()
 	base, err := Take(sc)
 	if err != nil {
 		t.Fatalf("leakcheck baseline: %v", err)
 	}
-	t.Cleanup(func() {
+	return func() {
+		t.Helper()
 		var leaks []string
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(grace)
 		for {
 			now, err := Take(sc)
 			if err != nil {
@@ -157,7 +170,7 @@ func Check(t testing.TB, sc Scope) {
 			}
 			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
 		}
-	})
+	}
 }
 
 func devOf(fi fs.FileInfo) uint64 {

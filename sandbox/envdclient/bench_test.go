@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/sandbox"
 )
 
@@ -20,10 +21,10 @@ import (
 // a bare fork+exec of /bin/true, and of `/bin/bash -l -c true` (what commands.run sends).
 
 func BenchmarkRunTrue(b *testing.B) {
-	e := startEnvd(b, envdOpts{})
+	e := startEnvd(b, testenv.EnvdOptions{})
 	c := e.client(b, nil)
 	ctx := context.Background()
-	for _, v := range runVariants(c, e.hostPath("home/user")) {
+	for _, v := range runVariants(c, e.HostPath("home/user")) {
 		b.Run(v.name, func(b *testing.B) {
 			for b.Loop() {
 				if err := v.run(ctx); err != nil {
@@ -35,7 +36,7 @@ func BenchmarkRunTrue(b *testing.B) {
 }
 
 func BenchmarkUpload(b *testing.B) {
-	e := startEnvd(b, envdOpts{})
+	e := startEnvd(b, testenv.EnvdOptions{})
 	c := e.client(b, nil)
 	ctx := context.Background()
 	for _, size := range []int64{1 << 20, 100 << 20} {
@@ -51,7 +52,7 @@ func BenchmarkUpload(b *testing.B) {
 }
 
 func BenchmarkDownload(b *testing.B) {
-	e := startEnvd(b, envdOpts{})
+	e := startEnvd(b, testenv.EnvdOptions{})
 	c := e.client(b, nil)
 	ctx := context.Background()
 	for _, size := range []int64{1 << 20, 100 << 20} {
@@ -129,14 +130,14 @@ func TestLatencyReport(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("ENVDCLIENT_BENCH_ITERS")); err == nil && v > 0 {
 		iters = v
 	}
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := context.Background()
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "### envd client round trips (%d runs each, same machine, same run)\n\n", iters)
 	sb.WriteString("| operation | p50 | p99 | p50 vs fork+exec /bin/true |\n|---|---|---|---|\n")
 	var base time.Duration
-	for _, v := range runVariants(c, e.hostPath("home/user")) {
+	for _, v := range runVariants(c, e.HostPath("home/user")) {
 		lat := make([]time.Duration, 0, iters)
 		for range iters {
 			t0 := time.Now()
