@@ -4,7 +4,6 @@
 package leakcheck
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentrun/agent/sandbox/local/mounts"
 )
 
 // Scope limits what a snapshot looks at, so unrelated activity on a shared host is not reported.
@@ -62,7 +63,7 @@ type Snapshot struct {
 func Take(sc Scope) (*Snapshot, error) {
 	s := &Snapshot{}
 	var err error
-	if s.Mounts, err = mounts(sc); err != nil {
+	if s.Mounts, err = mountPoints(sc); err != nil {
 		return nil, err
 	}
 	s.Cgroups = cgroupDirs(sc)
@@ -192,50 +193,29 @@ func under(p string, prefixes []string) bool {
 	return false
 }
 
-func mounts(sc Scope) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+func mountPoints(sc Scope) ([]string, error) {
+	table, err := mounts.Table()
 	if err != nil {
-		return nil, fmt.Errorf("reading mountinfo: %w", err)
+		return nil, err
 	}
-	defer f.Close()
 	var out []string
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 10 {
-			continue
+	for _, m := range table {
+		if under(m.Point, sc.MountPrefixes) {
+			out = append(out, m.Point+" ("+m.FSType+")")
 		}
-		point := fields[4]
-		if !under(point, sc.MountPrefixes) {
-			continue
-		}
-		typ := ""
-		for i, x := range fields {
-			if x == "-" && i+1 < len(fields) {
-				typ = fields[i+1]
-			}
-		}
-		out = append(out, point+" ("+typ+")")
 	}
 	slices.Sort(out)
-	return out, s.Err()
+	return out, nil
 }
 
 func cgroupDirs(sc Scope) []string {
 	roots := map[string]bool{}
-	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		s.Buffer(make([]byte, 64<<10), 1<<20)
-		for s.Scan() {
-			fields := strings.Fields(s.Text())
-			for i, x := range fields {
-				if x == "-" && i+1 < len(fields) && (fields[i+1] == "cgroup" || fields[i+1] == "cgroup2") {
-					roots[fields[4]] = true
-				}
+	if table, err := mounts.Table(); err == nil {
+		for _, m := range table {
+			if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+				roots[m.Point] = true
 			}
 		}
-		f.Close()
 	}
 	var out []string
 	for root := range roots {

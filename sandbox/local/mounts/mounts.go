@@ -151,6 +151,8 @@ type Mount struct {
 	Point      string
 	FSType     string
 	Source     string
+	// SuperOptions are the filesystem's own options (for cgroup v1, its controllers).
+	SuperOptions string
 }
 
 // Table reads the calling process's mount table.
@@ -177,6 +179,9 @@ func Table() ([]Mount, error) {
 			if fields[i] == "-" && i+2 < len(fields) {
 				m.FSType = fields[i+1]
 				m.Source = unescape(fields[i+2])
+				if i+3 < len(fields) {
+					m.SuperOptions = fields[i+3]
+				}
 				break
 			}
 		}
