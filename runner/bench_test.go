@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
 	"github.com/agentrun/agent/internal/testenv/localenv"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
@@ -61,8 +61,8 @@ func BenchmarkOrchestration(b *testing.B) {
 				}
 				ms = append(ms, float64(time.Since(start).Microseconds())/1000)
 			}
-			b.ReportMetric(percentile(ms, 50), "lifecycle-p50-ms")
-			b.ReportMetric(percentile(ms, 99), "lifecycle-p99-ms")
+			b.ReportMetric(stats.Percentile(ms, 50), "lifecycle-p50-ms")
+			b.ReportMetric(stats.Percentile(ms, 99), "lifecycle-p99-ms")
 		}
 	})
 	for _, c := range []int{1, 8, 32} {
@@ -112,8 +112,8 @@ func BenchmarkOrchestration(b *testing.B) {
 					res := taskResult(b, out, t.Name)
 					overhead = append(overhead, float64(res.DurationMS-res.Phases.ModelMS))
 				}
-				b.ReportMetric(percentile(overhead, 50), "overhead-p50-ms")
-				b.ReportMetric(percentile(overhead, 99), "overhead-p99-ms")
+				b.ReportMetric(stats.Percentile(overhead, 50), "overhead-p50-ms")
+				b.ReportMetric(stats.Percentile(overhead, 99), "overhead-p99-ms")
 				b.ReportMetric(float64(n)/elapsed.Minutes(), "tasks/min")
 				b.ReportMetric(float64(availBefore-peak)/float64(c)/(1<<20), "host-MiB/task")
 			}
@@ -159,17 +159,6 @@ checks:
 		b.Fatal(err)
 	}
 	return s
-}
-
-// percentile returns the p-th percentile (nearest rank) of xs.
-func percentile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
 }
 
 // memAvailable reads MemAvailable from /proc/meminfo, in bytes.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox"
 )
 
@@ -146,7 +146,7 @@ func TestLatencyReport(t *testing.T) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		p50, p99 := percentile(lat, 50), percentile(lat, 99)
+		p50, p99 := stats.Percentile(lat, 50), stats.Percentile(lat, 99)
 		if v.name == "forkexec-true" {
 			base = p50
 		}
@@ -176,9 +176,9 @@ func TestLatencyReport(t *testing.T) {
 			name string
 			lat  []time.Duration
 		}{{"upload", up}, {"download", down}} {
-			p50 := percentile(m.lat, 50)
+			p50 := stats.Percentile(m.lat, 50)
 			fmt.Fprintf(&sb, "| %s %s | %d | %s | %.0f MiB/s | %s |\n", m.name, sizeName(size), runs, round(p50),
-				float64(size)/(1<<20)/p50.Seconds(), round(percentile(m.lat, 99)))
+				float64(size)/(1<<20)/p50.Seconds(), round(stats.Percentile(m.lat, 99)))
 		}
 	}
 	t.Log("\n" + sb.String())
@@ -187,14 +187,6 @@ func TestLatencyReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// percentile is the nearest-rank percentile of d.
-func percentile(d []time.Duration, p int) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	return s[max(min(i, len(s))-1, 0)]
 }
 
 func round(d time.Duration) time.Duration {

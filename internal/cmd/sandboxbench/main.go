@@ -27,6 +27,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/ocispec"
 	"github.com/agentrun/agent/sandbox/local/template"
@@ -144,9 +145,9 @@ func createRows(ctx context.Context, r *report, c benchConfig, b0 *local.Backend
 			if err != nil {
 				return fmt.Errorf("bare %s run: %w", rt, err)
 			}
-			bareP50 := pct(bare, 50)
+			bareP50 := stats.Percentile(bare, 50)
 			row := func(mode string, lat []time.Duration) {
-				r.printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f× |\n", tn, rt, mode, ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(pct(lat, 100)), ms(bareP50), ms(pct(lat, 50))/ms(bareP50))
+				r.printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f× |\n", tn, rt, mode, ms(stats.Percentile(lat, 50)), ms(stats.Percentile(lat, 90)), ms(stats.Percentile(lat, 99)), ms(stats.Percentile(lat, 100)), ms(bareP50), ms(stats.Percentile(lat, 50))/ms(bareP50))
 			}
 			b, err := open(rt, 0, tn)
 			if err != nil {
@@ -352,7 +353,7 @@ func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, 
 	for _, v := range variants {
 		cells := []string{}
 		for _, rt := range rts {
-			cells = append(cells, fmt.Sprintf("%.1f", ms(pct(lat[rt+v.name], 50))))
+			cells = append(cells, fmt.Sprintf("%.1f", ms(stats.Percentile(lat[rt+v.name], 50))))
 		}
 		r.printf("| %s | %s |\n", v.name, strings.Join(cells, " | "))
 	}
@@ -447,22 +448,6 @@ func meminfo(key string) int64 {
 func kernel() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(b))
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	if i > len(s) {
-		i = len(s)
-	}
-	return s[i-1]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 )
 
@@ -109,13 +110,7 @@ func (r *report) row(name string, d []time.Duration) {
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	r.printf("| %s | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n", name, len(s), ms(pct(s, 50)), ms(pct(s, 99)), ms(s[0]), ms(s[len(s)-1]))
-}
-
-// pct is the nearest-rank percentile of sorted durations.
-func pct(s []time.Duration, p int) time.Duration {
-	i := (len(s)*p + 99) / 100
-	return s[max(0, min(len(s)-1, i-1))]
+	r.printf("| %s | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n", name, len(s), ms(stats.Percentile(s, 50)), ms(stats.Percentile(s, 99)), ms(s[0]), ms(s[len(s)-1]))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
