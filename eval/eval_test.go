@@ -20,14 +20,7 @@ import (
 
 var agentBin, skipReason string
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	if skipReason = testenv.SkipReason(); skipReason != "" {
-		return m.Run()
-	}
-	return testenv.RunWithAgent(m, &agentBin)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithSandboxes(m, &agentBin, &skipReason)) }
 
 // agent runs the agent binary and returns its exit code, stdout and stderr.
 func agent(t *testing.T, env []string, args ...string) (int, string, string) {

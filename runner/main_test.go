@@ -33,10 +33,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if skipReason = testenv.SkipReason(); skipReason != "" {
-		return m.Run()
-	}
-	return testenv.RunWithAgent(m, &agentBin)
+	return testenv.RunWithSandboxes(m, &agentBin, &skipReason)
 }
 
 func requireSandboxes(t testing.TB) {

@@ -21,14 +21,7 @@ import (
 
 var agentBin, skipReason string
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	if skipReason = testenv.SkipReason(); skipReason != "" {
-		return m.Run()
-	}
-	return testenv.RunWithAgent(m, &agentBin)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithSandboxes(m, &agentBin, &skipReason)) }
 
 // keyCheck is a check that fails when the sandbox holds the key anywhere a task could read it:
 // the environment of its commands, any process's environment (envd is PID 1), or files in the

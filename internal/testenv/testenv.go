@@ -66,6 +66,15 @@ func RunWithAgent(m *testing.M, bin *string) int {
 	return m.Run()
 }
 
+// RunWithSandboxes is RunWithAgent for tests that run real sandboxes: when they cannot run here,
+// it sets *skip to why (for the tests to skip) and builds nothing.
+func RunWithSandboxes(m *testing.M, bin, skip *string) int {
+	if *skip = SkipReason(); *skip != "" {
+		return m.Run()
+	}
+	return RunWithAgent(m, bin)
+}
+
 // Listing tells whether the test binary was asked only to list its tests (`go test -list`), which
 // runs none of them. It parses the command line's flags, as TestMain may.
 func Listing() bool {
