@@ -60,13 +60,7 @@ checks:
 `+extra+"\n")
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Run(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
 	for _, name := range []string{"changed", "globs"} {
 		res := taskResult(t, out, name)
 		if res.Status != runner.StatusFailed {

@@ -49,14 +49,7 @@ checks: [{file: answer.txt, equals: "right\n"}]
 `)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
 	got := summaryByName(sum)
 	if got["failing"].Status != runner.StatusFailed || got["passing"].Status != runner.StatusPassed {
 		t.Fatalf("statuses: %+v", sum.Tasks)
@@ -247,14 +240,7 @@ checks: [{file: setup.txt, contains: ""}]
 `)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
 	if !sum.OK {
 		t.Fatalf("run: %+v", sum)
 	}

@@ -79,14 +79,7 @@ stop_background: true
 checks: [{run: "! pgrep -x sleep"}]
 `)
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
 	got := summaryByName(sum)
 	for name, want := range map[string]runner.Reason{
 		"timeout": runner.ReasonTimeout, "oom": runner.ReasonOOM, "steps": runner.ReasonMaxSteps, "setup": runner.ReasonSetupFailed,

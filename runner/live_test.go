@@ -34,15 +34,8 @@ func TestLiveEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: suite.Specs, Out: out, Concurrency: 1,
+	sum := runSuite(t, ctx, b, runner.Config{Specs: suite.Specs, Out: out, Concurrency: 1,
 		Models: &runner.Endpoints{Config: provider.Config{BaseURL: base, APIKey: key}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	res := taskResult(t, out, "fizzbuzz")
 	t.Logf("live %s: %s %s %s, %d steps, %d tokens", model, res.Status, res.Reason, res.Detail, res.Agent.Steps, res.Agent.Usage.TotalTokens)
 	if res.Agent == nil || res.Agent.Steps == 0 || res.Agent.Usage.TotalTokens == 0 {

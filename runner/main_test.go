@@ -49,6 +49,21 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
+// runSuite runs cfg on the backend b and returns the summary; the test fails if the run cannot
+// start or ends in an error.
+func runSuite(t testing.TB, ctx context.Context, b runner.Backend, cfg runner.Config) *runner.Summary {
+	t.Helper()
+	r, err := runner.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
 // scripted returns models served by the scripted server: each task's model id names its scenario.
 func scripted(srv *llmtest.Server) *runner.Endpoints {
 	return &runner.Endpoints{Config: provider.Config{

@@ -82,7 +82,7 @@ func TestExampleSuiteScripted(t *testing.T) {
 		mu     sync.Mutex
 		events []runner.Event
 	)
-	r, err := runner.New(runner.Config{Specs: specs, Models: scripted(srv), Out: out, Concurrency: 2,
+	sum := runSuite(t, ctx, b, runner.Config{Specs: specs, Models: scripted(srv), Out: out, Concurrency: 2,
 		Observer: func(e runner.Event) {
 			if e.Type != runner.EventAgent {
 				mu.Lock()
@@ -90,13 +90,6 @@ func TestExampleSuiteScripted(t *testing.T) {
 				mu.Unlock()
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// Statuses and reasons.
 	want := map[string]struct {
@@ -298,14 +291,7 @@ func TestReplayExamples(t *testing.T) {
 		t.Fatalf("%d example specs, want at least 8", len(specs))
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: specs, Models: &runner.Replays{Path: filepath.Join(repoRoot, "testdata", "transcripts")}, Out: out, Concurrency: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: specs, Models: &runner.Replays{Path: filepath.Join(repoRoot, "testdata", "transcripts")}, Out: out, Concurrency: 2})
 	for _, task := range sum.Tasks {
 		if task.Status != runner.StatusPassed {
 			t.Errorf("%s: %s %s %s %+v", task.Name, task.Status, task.Reason, task.Detail, task.FailedChecks)
