@@ -51,18 +51,8 @@ func Backend(t testing.TB, dd, bin, templateDir string) *localbackend.Backend {
 // Scenario turns a recorded transcript into a scripted model that answers the same turns: the
 // model's side of the conversation, streamed in the given shape.
 func Scenario(name string, tr *transcript.Transcript, shape llmtest.Shape) *llmtest.Scenario {
-	sc := &llmtest.Scenario{Name: name, Stream: shape, Description: "the turns of " + tr.Task.Name + "'s transcript"}
-	for _, m := range tr.Messages {
-		if m.Role != "assistant" {
-			continue
-		}
-		turn := llmtest.Turn{Content: m.Content}
-		for _, c := range m.ToolCalls {
-			turn.ToolCalls = append(turn.ToolCalls, llmtest.ToolCall{ID: c.ID, Name: c.Name, Arguments: c.Arguments})
-		}
-		sc.Turns = append(sc.Turns, turn)
-	}
-	return sc
+	return &llmtest.Scenario{Name: name, Stream: shape, Description: "the turns of " + tr.Task.Name + "'s transcript",
+		Turns: llmtest.TranscriptTurns(tr)}
 }
 
 // LoadScenario loads testdata/transcripts/<task>.json as a scenario named name.
