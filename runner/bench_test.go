@@ -1,17 +1,14 @@
 package runner_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/hostinfo"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
 	"github.com/agentrun/agent/internal/testenv/localenv"
@@ -80,7 +77,7 @@ func BenchmarkOrchestration(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				availBefore := memAvailable()
+				availBefore := hostinfo.Meminfo("MemAvailable")
 				peak := availBefore
 				stop := make(chan struct{})
 				var wg sync.WaitGroup
@@ -92,7 +89,7 @@ func BenchmarkOrchestration(b *testing.B) {
 						case <-stop:
 							return
 						case <-t.C:
-							peak = min(peak, memAvailable())
+							peak = min(peak, hostinfo.Meminfo("MemAvailable"))
 						}
 					}
 				})
@@ -159,21 +156,4 @@ checks:
 		b.Fatal(err)
 	}
 	return s
-}
-
-// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
-func memAvailable() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentrun/agent/internal/hostinfo"
 	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/ocispec"
@@ -92,7 +92,7 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 	}
 	host, _ := os.Hostname()
 	r.printf("## Local sandboxes (sandboxbench)\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row. Every figure in one run of the same binary on the same machine; on a shared machine, runs an hour apart differ by up to 2×, so compare rows within one run (the bare baseline is there for that).\n\n",
-		host, runtime.NumCPU(), memTotal(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
+		host, runtime.NumCPU(), fmt.Sprintf("%d GiB RAM", hostinfo.Meminfo("MemTotal")>>30), hostinfo.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
 	open := func(rt string, pool int, tpl string) (*local.Backend, error) {
 		return local.New(ctx, local.Config{DataDir: c.dataDir, TemplateDir: c.templateDir, Binary: c.binary, Runtime: rt,
 			Pool: pool, PoolTemplate: tpl})
@@ -363,7 +363,7 @@ func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, 
 func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	r.printf("\n### Density: %d idle sandboxes (host template, runc, default limits)\n\n", n)
 	sync0()
-	before, slabBefore := memAvailable(), meminfo("Slab:")
+	before, slabBefore := hostinfo.Meminfo("MemAvailable"), hostinfo.Meminfo("Slab")
 	start := time.Now()
 	var all []*local.Sandbox
 	for i := 0; i < n; i++ {
@@ -379,7 +379,7 @@ func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	created := time.Since(start)
 	time.Sleep(3 * time.Second)
 	sync0()
-	after, slabAfter := memAvailable(), meminfo("Slab:")
+	after, slabAfter := hostinfo.Meminfo("MemAvailable"), hostinfo.Meminfo("Slab")
 	var cg, pss int64
 	for _, s := range all {
 		cg += s.Stats().MemoryBytes
@@ -423,31 +423,6 @@ func sync0() {
 	exec.Command("sync").Run()
 	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 	time.Sleep(time.Second)
-}
-
-func memAvailable() int64 { return meminfo("MemAvailable:") }
-
-func memTotal() string { return fmt.Sprintf("%d GiB RAM", meminfo("MemTotal:")>>30) }
-
-func meminfo(key string) int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-func kernel() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

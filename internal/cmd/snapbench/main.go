@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentrun/agent/internal/hostinfo"
 	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 )
@@ -77,7 +78,7 @@ func benchMain() int {
 	r := &report{w: os.Stdout}
 	r.printf("## Pause, resume, snapshots and forks (local sandboxes)\n\n")
 	r.printf("%s, %d CPUs, kernel %s, runtime runc, template host, %s. %s.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), kernel(), b.Cgroups().Mode, local.CheckCRIU(ctx).Summary())
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), hostinfo.Kernel(), b.Cgroups().Mode, local.CheckCRIU(ctx).Summary())
 	steps := []struct {
 		name string
 		f    func(context.Context, *report, *local.Backend, config) error
@@ -395,17 +396,4 @@ func killAll(ctx context.Context, ss []*local.Sandbox) {
 	for _, s := range ss {
 		_ = s.Kill(context.WithoutCancel(ctx))
 	}
-}
-
-func kernel() string {
-	var u syscall.Utsname
-	_ = syscall.Uname(&u)
-	var b []byte
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return string(b)
 }
