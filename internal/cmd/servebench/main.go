@@ -94,16 +94,7 @@ func run(binary, dataDir, jsDir string, sdks []string, n, warmup int) error {
 
 	// Baseline: the Go local backend, create → first command over its unix socket.
 	rows = append(rows, measure("Go local backend, direct (baseline)", n, warmup, func() (time.Duration, error) {
-		t0 := time.Now()
-		s, err := b.Create(ctx, local.Options{})
-		if err != nil {
-			return 0, err
-		}
-		defer s.Kill(context.WithoutCancel(ctx))
-		if _, err := s.Run(ctx, sandbox.Cmd{Shell: "true"}); err != nil {
-			return 0, err
-		}
-		return time.Since(t0), nil
+		return createAndRun(ctx, func() (sandbox.Sandbox, error) { return b.Create(ctx, local.Options{}) })
 	}))
 
 	// agent serve in this process, over the same backend.
@@ -134,16 +125,7 @@ func run(binary, dataDir, jsDir string, sdks []string, n, warmup int) error {
 	}
 	defer eb.Close()
 	rows = append(rows, measure("Go remote backend (sandbox/e2b) → agent serve", n, warmup, func() (time.Duration, error) {
-		t0 := time.Now()
-		s, err := eb.Create(ctx, e2b.CreateOptions{})
-		if err != nil {
-			return 0, err
-		}
-		defer s.Kill(context.WithoutCancel(ctx))
-		if _, err := s.Run(ctx, sandbox.Cmd{Shell: "true"}); err != nil {
-			return 0, err
-		}
-		return time.Since(t0), nil
+		return createAndRun(ctx, func() (sandbox.Sandbox, error) { return eb.Create(ctx, e2b.CreateOptions{}) })
 	}))
 
 	for _, pkg := range sdks {
@@ -229,6 +211,20 @@ func sdkVersion(jsDir, pkg string) string {
 		return pkg
 	}
 	return p.Name + " " + p.Version
+}
+
+// createAndRun times create → the first command (true) of a sandbox, which it then kills.
+func createAndRun(ctx context.Context, create func() (sandbox.Sandbox, error)) (time.Duration, error) {
+	t0 := time.Now()
+	s, err := create()
+	if err != nil {
+		return 0, err
+	}
+	defer s.Kill(context.WithoutCancel(ctx))
+	if _, err := s.Run(ctx, sandbox.Cmd{Shell: "true"}); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
 }
 
 // summarize returns the nearest-rank p50 and p99 of ms and their mean.
