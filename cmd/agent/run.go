@@ -245,17 +245,7 @@ func checkModels(models runner.Models, specs []*spec.Spec) error {
 
 // printSummary prints the run's outcome and where its results are.
 func printSummary(w io.Writer, sum *runner.Summary, out string) {
-	var parts []string
-	parts = append(parts, fmt.Sprintf("%d passed", sum.Passed))
-	if sum.Failed > 0 {
-		parts = append(parts, fmt.Sprintf("%d failed", sum.Failed))
-	}
-	if sum.Error > 0 {
-		parts = append(parts, fmt.Sprintf("%d errored", sum.Error))
-	}
-	if sum.NotRun > 0 {
-		parts = append(parts, fmt.Sprintf("%d not run", sum.NotRun))
-	}
+	parts := append([]string{fmt.Sprintf("%d passed", sum.Passed)}, sum.Shortfalls()...)
 	d := (time.Duration(sum.DurationMS) * time.Millisecond).Round(100 * time.Millisecond)
 	fmt.Fprintf(w, "\n%s of %d task(s) in %s", strings.Join(parts, ", "), sum.Total, d)
 	if sum.Interrupted {
