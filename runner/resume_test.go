@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
 	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
@@ -28,22 +27,7 @@ func TestResumeRunsOnlyUnfinishedTasks(t *testing.T) {
 	b := runnertest.Backend(t, dd, agentBin, "")
 	localenv.CheckLeaks(t, dd)
 	tasks := []string{"fizzbuzz", "loc-report", "log-errors", "slugify"} // the order they run in
-	models := map[string]string{}
-	var scenarios []*llmtest.Scenario
-	for _, task := range tasks {
-		sc, err := runnertest.LoadScenario(repoRoot, task, "m-"+task, llmtest.ShapeFragments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc.Latency = llmtest.Duration(100 * time.Millisecond)
-		scenarios = append(scenarios, sc)
-		models[task] = "custom:m-" + task
-	}
-	srv := llmtest.Start(t, scenarios...)
-	suite := t.TempDir()
-	if err := runnertest.CopySuite(filepath.Join(repoRoot, "tasks", "examples"), suite, models); err != nil {
-		t.Fatal(err)
-	}
+	suite, srv := runnertest.ReplaySuite(t, repoRoot, tasks, 100*time.Millisecond)
 	out := filepath.Join(t.TempDir(), "results")
 
 	// First session: interrupted once the second task is in the agent loop.

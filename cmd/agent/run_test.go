@@ -59,22 +59,11 @@ type result struct {
 // runAgent runs the binary in the repository's top directory and returns its exit code and output.
 func runAgent(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, args...)
+	cmd := exec.Command(agentBin, args...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, stdout.String(), stderr.String()}
+	r := testenv.RunCmd(t, cmd, 10*time.Minute)
+	return result{r.Code, r.Stdout, r.Stderr}
 }
 
 func TestRunUsageErrorsExit2(t *testing.T) {
@@ -179,22 +168,8 @@ func TestRunResumeAfterSIGINT(t *testing.T) {
 	dd := localenv.DataDir(t)
 	localenv.CheckLeaks(t, dd)
 	tasks := []string{"fix-median", "fizzbuzz", "log-errors", "sales-report", "slugify"}
-	models := map[string]string{}
-	var scenarios []*llmtest.Scenario
-	for _, task := range tasks {
-		sc, err := runnertest.LoadScenario(repoRoot, task, "m-"+task, llmtest.ShapeFragments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc.Latency = llmtest.Duration(300 * time.Millisecond) // keeps tasks in flight long enough to interrupt
-		scenarios = append(scenarios, sc)
-		models[task] = "custom:m-" + task
-	}
-	srv := llmtest.Start(t, scenarios...)
-	suite := t.TempDir()
-	if err := runnertest.CopySuite(filepath.Join(repoRoot, "tasks", "examples"), suite, models); err != nil {
-		t.Fatal(err)
-	}
+	// The latency keeps tasks in flight long enough to interrupt.
+	suite, srv := runnertest.ReplaySuite(t, repoRoot, tasks, 300*time.Millisecond)
 	out := filepath.Join(t.TempDir(), "results")
 	args := []string{"run", "--data-dir", dd, "-j", "2", "-o", out, "--base-url", srv.URL(), "--api-key-env", "TEST_LLM_KEY", suite}
 	env := append(os.Environ(), "TEST_LLM_KEY=k")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -91,27 +90,8 @@ func runAction(t *testing.T, workspace, data string, inputs map[string]string) a
 		env = append(env, "INPUT_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_"))+"="+v)
 	}
 	cmd.Env = env
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("the action did not end in 5 minutes\n%s", se.String())
-	}
-	r := actionRun{stdout: so.String(), stderr: se.String(), outputs: map[string]string{}}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	res := testenv.RunCmd(t, cmd, 5*time.Minute)
+	r := actionRun{code: res.Code, stdout: res.Stdout, stderr: res.Stderr, outputs: map[string]string{}}
 	b, _ := os.ReadFile(summary)
 	r.summary = string(b)
 	b, _ = os.ReadFile(output)

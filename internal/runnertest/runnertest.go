@@ -64,6 +64,31 @@ func LoadScenario(root, task, name string, shape llmtest.Shape) (*llmtest.Scenar
 	return Scenario(name, tr, shape), nil
 }
 
+// ReplaySuite starts a scripted server whose model m-<task>, for each of tasks, replays that task's
+// recorded transcript (under root's testdata/transcripts, streamed in fragments, latency per call)
+// and copies those tasks of the example suite into a temporary directory with their models set
+// to them. It returns the suite's directory and the server.
+func ReplaySuite(t testing.TB, root string, tasks []string, latency time.Duration) (string, *llmtest.Server) {
+	t.Helper()
+	models := map[string]string{}
+	var scenarios []*llmtest.Scenario
+	for _, task := range tasks {
+		sc, err := LoadScenario(root, task, "m-"+task, llmtest.ShapeFragments)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc.Latency = llmtest.Duration(latency)
+		scenarios = append(scenarios, sc)
+		models[task] = "custom:m-" + task
+	}
+	srv := llmtest.Start(t, scenarios...)
+	suite := t.TempDir()
+	if err := CopySuite(filepath.Join(root, "tasks", "examples"), suite, models); err != nil {
+		t.Fatal(err)
+	}
+	return suite, srv
+}
+
 // CopySuite copies the task directories named in models from the suite src (each holding
 // task.yaml) to dst, with agent.yaml, and sets each copied spec's model to models[task]: a
 // scripted server tells tasks apart by their model.

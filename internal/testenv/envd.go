@@ -23,7 +23,7 @@ const (
 
 // World lays out a minimal world root for envd in a fresh temporary directory (removed after the
 // test): /etc/passwd and /etc/group naming root and user (uid 1000), /root, /home/user (owned by
-// user when the test runs as root) and /tmp (mode 1777). Commands envd runs as user work inside it
+// user when the test runs as root) and a world-writable /tmp. Commands envd runs as user work inside it
 // from the host, so the directory and its temporary parents are made traversable.
 func World(t testing.TB) string {
 	t.Helper()
@@ -43,7 +43,7 @@ func World(t testing.TB) string {
 		must(os.MkdirAll(filepath.Join(root, d), 0o755))
 	}
 	must(os.Chmod(filepath.Join(root, "root"), 0o700))
-	must(os.Chmod(filepath.Join(root, "tmp"), 0o1777))
+	must(os.Chmod(filepath.Join(root, "tmp"), 0o777))
 	if os.Geteuid() == 0 {
 		must(os.Chown(filepath.Join(root, "home/user"), UserUID, UserGID))
 	}

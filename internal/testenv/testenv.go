@@ -1,6 +1,7 @@
 // Package testenv holds what the tests of real components share: whether real sandboxes can run
-// here, the agent binary built once per test binary, the repository's top directory, a minimal
-// world root for envd, and a standalone `agent envd` process serving one.
+// here, the agent binary built once per test binary, the repository's top directory, running a
+// command to its end within a bound, a minimal world root for envd, and a standalone `agent envd`
+// process serving one.
 //
 // It imports nothing of the project, so the tests of any package (the envd client's own included)
 // can use it. What concerns local sandboxes' data directories is in internal/testenv/localenv.
@@ -8,6 +9,8 @@ package testenv
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -16,6 +19,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // SkipReason says why real sandboxes cannot run here ("" when they can).
@@ -29,7 +33,7 @@ func SkipReason() string {
 	return ""
 }
 
-// BuildAgent builds cmd/agent into dir and returns the binary's path.
+// BuildAgent builds cmd/agent into dir and returns the binary's path. The build gets 10 minutes.
 func BuildAgent(dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -37,7 +41,9 @@ func BuildAgent(dir string) (string, error) {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	bin := filepath.Join(dir, "agent")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/agentrun/agent/cmd/agent")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, "github.com/agentrun/agent/cmd/agent")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building the agent binary: %w", err)
@@ -126,4 +132,41 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// CmdResult is how a command run by RunCmd ended and what it wrote.
+type CmdResult struct {
+	// Code is the exit status (-1 when a signal ended it).
+	Code           int
+	Stdout, Stderr string
+}
+
+// RunCmd runs cmd with its output collected and waits for it to end. Past timeout it kills it and
+// fails the test; so does a failure to start or wait for it. A non-zero exit status is a result,
+// not a failure.
+func RunCmd(t testing.TB, cmd *exec.Cmd, timeout time.Duration) CmdResult {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(timeout):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("%v did not end in %v\nstderr:\n%s", cmd.Args, timeout, stderr.String())
+	}
+	r := CmdResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.Code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
