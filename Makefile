@@ -7,7 +7,7 @@ LDFLAGS := -X main.version=$(VERSION)
 GOTEST_FLAGS ?= -count=1
 FUZZTIME ?= 5s
 
-.PHONY: all build deps test test-go test-sdk test-fuzz security run bench proto clean
+.PHONY: all build deps test test-go test-sdk test-fuzz security soak run bench proto clean
 
 all: build
 
@@ -36,6 +36,11 @@ test-sdk: build
 # the results table in docs/SECURITY.md).
 security: deps build
 	@scripts/security.sh
+
+# Soak (not part of test): agent run in rounds for SOAK_DURATION (default 30m), attacks and floods
+# mixed with normal work; no crash, no leak, every task accounted for. Writes docs/SOAK.md.
+soak: deps build
+	@scripts/soak.sh
 
 # Each fuzz target runs briefly; the corpora under testdata/fuzz are replayed by test-go too.
 test-fuzz:

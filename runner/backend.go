@@ -70,3 +70,10 @@ type SandboxInfo struct {
 	// CreateMS is how long creating the sandbox took.
 	CreateMS int64 `json:"create_ms"`
 }
+
+// NetworkReporter is implemented by sandboxes whose backend can tell what the sandbox's network
+// policy refused (the local backend); the runner asks once, after the checks and artifacts and
+// before it kills the sandbox, and records the answer in the task's result.
+type NetworkReporter interface {
+	NetworkResult(ctx context.Context) (*NetworkResult, error)
+}

@@ -191,6 +191,7 @@ func (t *task) run(ctx context.Context) error {
 	t.sb = sb
 	info := sb.Info()
 	t.res.Sandbox = &info
+	t.res.Network = networkMode(s.Network, info.Network)
 	t.r.noteTemplate(info.Template, info.TemplateDigest)
 	defer t.kill(ctx)
 
@@ -300,18 +301,63 @@ func (t *task) request() SandboxRequest {
 func (t *task) kill(ctx context.Context) {
 	t.phase("kill")
 	started := time.Now()
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.r.lim.KillTimeout)
+	defer cancel()
+	// What the network refused is read while the sandbox's network still exists.
+	t.networkReport(kctx)
 	if t.keep(ctx) {
 		_ = t.sb.Close()
 		t.res.Phases.KillMS = time.Since(started).Milliseconds()
 		return
 	}
-	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.r.lim.KillTimeout)
-	defer cancel()
 	if err := t.sb.Kill(kctx); err != nil {
 		t.warn("killing sandbox %s: %v", t.sb.ID(), err)
 	}
 	_ = t.sb.Close()
 	t.res.Phases.KillMS = time.Since(started).Milliseconds()
+}
+
+// networkMode is a task's network mode before anything is known of its refusals; policy is what
+// the backend says is in force ("" when it does not say).
+func networkMode(n spec.Network, policy string) *NetworkResult {
+	mode := string(n.Mode)
+	if mode == "" {
+		mode = string(spec.NetworkNone)
+	}
+	if policy == "" {
+		policy = n.String()
+	}
+	if policy == "" {
+		policy = mode
+	}
+	return &NetworkResult{Mode: mode, Policy: policy}
+}
+
+// networkReport records what the sandbox's network policy refused, when the backend can tell.
+func (t *task) networkReport(ctx context.Context) {
+	nr, ok := t.sb.(NetworkReporter)
+	if !ok || t.res.Network == nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	rep, err := nr.NetworkResult(rctx)
+	if rep != nil {
+		n := t.res.Network
+		n.Reported = true
+		n.Address = rep.Address
+		n.RefusedPackets = rep.RefusedPackets
+		n.Refused = rep.Refused[:min(len(rep.Refused), MaxNetworkRefused)]
+		for i := range n.Refused {
+			c := &n.Refused[i]
+			c.Name, c.Addr, c.Reason = clipText(c.Name, 256), clipText(c.Addr, 64), clipText(c.Reason, 300)
+			c.Kind, c.Proto = clipText(c.Kind, 16), clipText(c.Proto, 16)
+		}
+	}
+	if err != nil {
+		t.res.Network.Error = clipText(err.Error(), 500)
+		t.warn("reading what the network refused: %v", err)
+	}
 }
 
 // Seed files are written in batches of this many files (and about this many bytes).

@@ -134,6 +134,30 @@ func Report(info *RunInfo, sum *Summary) string {
 			fmt.Fprintf(&b, "- **%s** (%s): %s\n", cellName(t, multi), status, code(t.Kept.Command))
 		}
 	}
+	var refused []SummaryTask
+	for _, t := range sum.Tasks {
+		if t.NetworkRefused > 0 {
+			refused = append(refused, t)
+		}
+	}
+	if len(refused) > 0 {
+		b.WriteString("\n### Network refusals\n\n")
+		for _, t := range refused {
+			fmt.Fprintf(&b, "- **%s**: %d refused (`%s` `network.refused`)", cellName(t, multi), t.NetworkRefused,
+				filepath.ToSlash(filepath.Join(t.Dir, ResultFile)))
+			var samples []string
+			for _, s := range t.NetworkSample {
+				samples = append(samples, code(clipText(s, 120)))
+			}
+			if len(samples) > 0 {
+				fmt.Fprintf(&b, ": %s", strings.Join(samples, ", "))
+				if t.NetworkRefused > len(samples) {
+					b.WriteString(", …")
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
 	b.WriteString("\nEach task's transcript, checks, setup log and produced files are under `tasks/` in the results directory.\n")
 	return b.String()
 }

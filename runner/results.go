@@ -187,6 +187,9 @@ type TaskResult struct {
 	Tags     []string `json:"tags,omitempty"`
 	// Sandbox describes the sandbox the task ran in.
 	Sandbox *SandboxInfo `json:"sandbox,omitempty"`
+	// Network is the task's network mode and, when the backend can tell, what its policy refused
+	// (absent when no sandbox was made).
+	Network *NetworkResult `json:"network,omitempty"`
 	// StartedAt, EndedAt and DurationMS bound the whole task; Phases break it down.
 	StartedAt  time.Time `json:"started_at"`
 	EndedAt    time.Time `json:"ended_at"`
@@ -210,6 +213,62 @@ type TaskResult struct {
 	Warnings []string `json:"warnings,omitempty"`
 	// Dir is the task's directory, relative to the results directory.
 	Dir string `json:"dir"`
+}
+
+// NetworkResult is a task's network mode and what its policy refused.
+type NetworkResult struct {
+	// Mode is none, internet or allow; Policy the whole policy (allow:example.com,10.0.0.0/8).
+	Mode   string `json:"mode"`
+	Policy string `json:"policy"`
+	// Address is the sandbox's address on its link, when networked.
+	Address string `json:"address,omitempty"`
+	// Reported is set when the backend reported refusals (the fields below); a backend that cannot
+	// tell leaves it false.
+	Reported bool `json:"reported"`
+	// Refused lists the refusals, at most MaxNetworkRefused of them: names the resolver would not
+	// answer (kind dns), connections the egress proxy refused (tcp), destinations the firewall
+	// refused (packet, with a count).
+	Refused []RefusedConnection `json:"refused,omitempty"`
+	// RefusedPackets counts every packet the firewall refused.
+	RefusedPackets int64 `json:"refused_packets,omitempty"`
+	// Error says why the report could not be read in full.
+	Error string `json:"error,omitempty"`
+}
+
+// MaxNetworkRefused bounds NetworkResult.Refused.
+const MaxNetworkRefused = 1000
+
+// RefusedConnection is one refusal of a sandbox's network policy.
+type RefusedConnection struct {
+	Time time.Time `json:"time,omitzero"`
+	// Kind is dns, tcp or packet.
+	Kind string `json:"kind"`
+	// Name is the DNS name, TLS server name or HTTP host; Addr the destination (ip:port).
+	Name string `json:"name,omitempty"`
+	Addr string `json:"addr,omitempty"`
+	// Proto is tcp, udp, icmp or a DNS record type.
+	Proto  string `json:"proto,omitempty"`
+	Reason string `json:"reason"`
+	// Count is how many packets were refused (kind packet).
+	Count int `json:"count,omitempty"`
+}
+
+// String describes the refusal on one line.
+func (c RefusedConnection) String() string {
+	what := c.Name
+	if c.Addr != "" {
+		if what != "" {
+			what += " "
+		}
+		what += c.Addr
+	}
+	if c.Proto != "" {
+		what += " (" + c.Proto + ")"
+	}
+	if c.Count > 1 {
+		what += fmt.Sprintf(" ×%d", c.Count)
+	}
+	return fmt.Sprintf("%s %s: %s", c.Kind, what, c.Reason)
 }
 
 // Phases are the durations of a task's phases in milliseconds.
@@ -343,6 +402,10 @@ type SummaryTask struct {
 	Checks     CheckCounts `json:"checks"`
 	// FailedChecks names the checks that failed, with why.
 	FailedChecks []FailedCheck `json:"failed_checks,omitempty"`
+	// NetworkRefused counts the refusals of the task's network policy (result.json's
+	// network.refused); NetworkSample describes the first few.
+	NetworkRefused int      `json:"network_refused,omitempty"`
+	NetworkSample  []string `json:"network_sample,omitempty"`
 	// Reused is set when the result came from an earlier session (--resume).
 	Reused bool `json:"reused,omitempty"`
 	// Kept is the sandbox kept after the task (--keep).

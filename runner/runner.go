@@ -517,6 +517,12 @@ func (r *Runner) summary(ended *time.Time) (*Summary, error) {
 			if res.Checks.Failed > 0 {
 				t.FailedChecks = r.failedChecks(j)
 			}
+			if n := res.Network; n != nil && len(n.Refused) > 0 {
+				t.NetworkRefused = len(n.Refused)
+				for _, c := range n.Refused[:min(len(n.Refused), 3)] {
+					t.NetworkSample = append(t.NetworkSample, clipText(c.String(), 200))
+				}
+			}
 		}
 		sum.Tasks = append(sum.Tasks, t)
 	}

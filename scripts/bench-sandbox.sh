@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Local sandbox benchmarks (internal/cmd/sandboxbench): create→ready per template, runtime, pool
 # on/off, sequential and concurrent, beside bare `runtime run /bin/true`; where the runtime's time
-# goes; density of idle sandboxes. Replaces the section between the sandboxbench markers of
-# docs/BENCHMARKS.md. Needs root and bin/agent; builds the debian template when missing (minutes).
+# goes; density of idle sandboxes (networked sandboxes: scripts/bench-network.sh). Replaces the
+# section between the sandboxbench markers of docs/BENCHMARKS.md. Needs root and bin/agent; builds
+# the debian template when missing (minutes).
 # Knobs: SANDBOX_BENCH_N (50), SANDBOX_BENCH_DENSITY (500), SANDBOX_BENCH_ARGS (extra flags).
 set -euo pipefail
 cd "$(dirname "$0")/.."

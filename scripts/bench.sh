@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: runs every benchmark and writes its section of docs/BENCHMARKS.md (medians, p99,
-# and a baseline measured in the same run). BENCH_ONLY="envd agent runner eval sandbox serve
-# snapshot" limits the run to some sections. Needs root (real sandboxes) and bin/agent.
+# and a baseline measured in the same run). BENCH_ONLY="envd agent runner eval sandbox network
+# serve snapshot" limits the run to some sections. Needs root (real sandboxes) and bin/agent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-only=" ${BENCH_ONLY:-envd agent runner eval sandbox serve snapshot} "
+only=" ${BENCH_ONLY:-envd agent runner eval sandbox network serve snapshot} "
 want() { [[ "$only" == *" $1 "* ]]; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -58,6 +58,7 @@ if want eval; then
   scripts/bench-section.sh evalbench "$tmp/eval.md"
 fi
 if want sandbox; then scripts/bench-sandbox.sh; fi
+if want network; then scripts/bench-network.sh; fi
 if want serve; then scripts/bench-serve.sh >/dev/null; fi
 if want snapshot && [ -x scripts/bench-snapshot.sh ]; then scripts/bench-snapshot.sh; fi
 echo "bench: docs/BENCHMARKS.md updated"

@@ -29,9 +29,11 @@ sandbox; the model's API key, the host's environment and files never enter it.
 
 Exit codes:
   0  success (every task passed)
-  1  a task failed or errored
+  1  a task failed or errored (agent eval: a model regressed; agent doctor: a check failed)
   2  usage or configuration error
-  3  internal error`,
+  3  internal error
+
+Documentation: README.md and docs/ in the source repository.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {

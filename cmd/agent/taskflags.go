@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"os"
 	"sort"
@@ -21,6 +22,7 @@ import (
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox/e2b"
 	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/network"
 )
 
 // modelFlags select and bound the model of `agent run`, `agent do` and `agent chat`.
@@ -123,7 +125,7 @@ func (o *overrideFlags) register(fs *pflag.FlagSet, withRepeat bool) {
 	fs.StringVar(&o.memory, "memory", "", "sandbox memory limit, e.g. 1GiB")
 	fs.Float64Var(&o.cpus, "cpus", 0, "sandbox CPU limit in cores")
 	fs.StringVar(&o.workdir, "workdir", "", "absolute working directory in the sandbox (default /home/user)")
-	fs.StringVar(&o.network, "network", "", "sandbox network: none, internet or allow:DOMAIN,CIDR,… (the local backend has none only)")
+	fs.StringVar(&o.network, "network", "", "sandbox network: none, internet or allow:DOMAIN,CIDR,… (locally: runc or crun; DNS goes to the host's resolvers, or to env AGENT_DNS=IP[:PORT],…)")
 	fs.StringVar(&o.system, "system", "", "system prompt replacing the agent's default one")
 	fs.StringArrayVar(&o.env, "env", nil, "environment variable KEY=VALUE for setup, the agent's commands and checks (repeatable)")
 	if withRepeat {
@@ -260,9 +262,13 @@ func backendOpeners() map[string]backendOpener {
 			if os.Geteuid() != 0 {
 				return nil, nil, usageError("local sandboxes need root (user namespaces, mounts, cgroups); run as root, or see agent doctor")
 			}
+			ups, err := dnsUpstreams(os.Getenv("AGENT_DNS"))
+			if err != nil {
+				return nil, nil, usageError("AGENT_DNS: %v", err)
+			}
 			b, err := localbackend.Open(ctx, local.Config{
 				DataDir: lf.dataDir, TemplateDir: lf.templateDir, Runtime: lf.runtime,
-				Progress: progressPrinter(os.Stderr),
+				Progress: progressPrinter(os.Stderr), Network: network.Config{Upstreams: ups},
 			})
 			if err != nil {
 				return nil, nil, fmt.Errorf("opening the local sandbox backend: %w", err)
@@ -287,6 +293,28 @@ func remoteOpener(flavor e2b.Flavor) backendOpener {
 		}
 		return b, b.Close, nil
 	}
+}
+
+// dnsUpstreams reads AGENT_DNS: the resolvers networked sandboxes' DNS queries are forwarded to,
+// as comma-separated addresses with an optional port (default: the host's /etc/resolv.conf).
+func dnsUpstreams(v string) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.AddrPortFrom(a, 53))
+			continue
+		}
+		ap, err := netip.ParseAddrPort(f)
+		if err != nil {
+			return nil, fmt.Errorf("resolver %q: want an IP address or IP:port", f)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
 }
 
 func backendNames() string {

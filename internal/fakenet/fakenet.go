@@ -1,6 +1,7 @@
 // Package fakenet builds, for tests, a stand-in for the internet that lives entirely on this
 // machine: a network namespace reached from the host through a veth pair, holding "public" hosts
-// on documentation addresses (TEST-NET-3, 203.0.113.0/24) with HTTP, TLS and DNS servers, and
+// on documentation addresses (TEST-NET-3, 203.0.113.0/24) with HTTP, TLS and DNS servers (the web
+// servers also answer /bytes/N and /sink, for throughput measurements), and
 // "trap" hosts on the addresses a sandbox must never reach (private ranges, CGNAT, the cloud
 // metadata address). Host routes send those addresses into the namespace, so a policy that fails
 // sends its packets to a trap that counts them, never to a real network.
@@ -27,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -301,6 +303,9 @@ func (in *Internet) serve() error {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 			in.record(Hit{Local: local, Peer: peer, Name: r.Host, Kind: kind})
+			if bulk(w, r) {
+				return
+			}
 			fmt.Fprintf(w, "hello from %s (%s, host %s)\n", local.Addr(), kind, r.Host)
 		})
 	}
@@ -353,6 +358,43 @@ func (in *Internet) serve() error {
 	go td.ActivateAndServe()
 	in.close = append(in.close, func() { _ = ud.Shutdown(); _ = td.Shutdown() })
 	return nil
+}
+
+// maxBulk bounds what /bytes/N sends.
+const maxBulk = 4 << 30
+
+// bulk serves the throughput endpoints of the web hosts: GET /bytes/N sends N zero bytes (at most
+// maxBulk); /sink reads and discards the request body and answers its size.
+func bulk(w http.ResponseWriter, r *http.Request) bool {
+	if r.URL.Path == "/sink" {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return true
+		}
+		fmt.Fprintf(w, "%d\n", n)
+		return true
+	}
+	v, ok := strings.CutPrefix(r.URL.Path, "/bytes/")
+	if !ok {
+		return false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > maxBulk {
+		http.Error(w, "want /bytes/N with N at most 4 GiB", http.StatusBadRequest)
+		return true
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	buf := make([]byte, 64<<10)
+	for n > 0 {
+		k, err := w.Write(buf[:min(int64(len(buf)), n)])
+		if err != nil {
+			return true
+		}
+		n -= int64(k)
+	}
+	return true
 }
 
 func (in *Internet) serveDNS(w dns.ResponseWriter, req *dns.Msg) {

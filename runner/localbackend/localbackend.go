@@ -5,7 +5,6 @@ package localbackend
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/agentrun/agent/runner"
@@ -55,22 +54,24 @@ func (b *Backend) Close() error { return b.b.Close() }
 // Name implements runner.Backend.
 func (b *Backend) Name() string { return Name }
 
-// Create implements runner.Backend. Local sandboxes have no network but loopback; a task asking
-// for more is refused rather than run with less than it asked for.
+// Create implements runner.Backend. The spec's network policy is passed on as it is (the policy
+// string of runner/spec is sandbox/netpolicy's form); a mode the host or runtime cannot provide
+// (networked modes under runsc) is refused rather than run with less than it asked for.
 func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner.Sandbox, error) {
 	return b.create(ctx, req, "")
 }
 
 // create creates a sandbox for req, from a snapshot's files when from is set.
 func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from string) (runner.Sandbox, error) {
+	network := local.NetworkNone
 	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
-		return nil, fmt.Errorf("the local backend has no network mode %q yet: only none (loopback only)", req.Network.String())
+		network = req.Network.String()
 	}
 	started := time.Now()
 	s, err := b.b.Create(ctx, local.Options{
 		Template: req.Template,
 		Env:      req.Env,
-		Network:  local.NetworkNone,
+		Network:  network,
 		Limits: local.Limits{
 			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
 			Lifetime: req.Lifetime,
@@ -101,3 +102,22 @@ type Sandbox struct {
 
 // Info implements runner.Sandbox.
 func (s *Sandbox) Info() runner.SandboxInfo { return s.info }
+
+// NetworkResult implements runner.NetworkReporter: what the sandbox's network policy refused so
+// far (for network none, only the mode).
+func (s *Sandbox) NetworkResult(ctx context.Context) (*runner.NetworkResult, error) {
+	rep, err := s.Sandbox.NetworkReport(ctx)
+	if rep == nil {
+		return nil, err
+	}
+	out := &runner.NetworkResult{Policy: rep.Policy, Address: rep.Address, RefusedPackets: rep.RefusedPackets, Reported: true}
+	for _, ev := range rep.Refused {
+		if len(out.Refused) >= runner.MaxNetworkRefused {
+			break
+		}
+		out.Refused = append(out.Refused, runner.RefusedConnection{
+			Time: ev.Time, Kind: ev.Kind, Name: ev.Name, Addr: ev.Addr, Proto: ev.Proto, Reason: ev.Reason, Count: ev.Count,
+		})
+	}
+	return out, err
+}

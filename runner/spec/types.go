@@ -34,7 +34,7 @@ type Common struct {
 
 // LimitsFile is the limits mapping as written; unset fields inherit from the layer below.
 type LimitsFile struct {
-	Timeout        *Duration `yaml:"timeout,omitempty" doc:"Wall-clock limit for the whole task (setup, agent and checks), e.g. 10m."`
+	Timeout        *Duration `yaml:"timeout,omitempty" doc:"Wall-clock limit for setup and the agent loop, e.g. 10m; the checks run afterwards under their own timeouts."`
 	CommandTimeout *Duration `yaml:"command_timeout,omitempty" doc:"Limit for one command the agent runs, e.g. 2m."`
 	MaxSteps       *int      `yaml:"max_steps,omitempty" min:"1" max:"100000" doc:"Most model turns (each may call several tools)."`
 	MaxTokens      *int64    `yaml:"max_tokens,omitempty" min:"1" doc:"Most tokens (prompt + completion, summed over all model calls). Default: no limit."`

@@ -1,7 +1,9 @@
 // Command sandboxbench measures local sandboxes: create→ready latency (p50/p99) per template,
 // runtime, pool on/off, sequential and concurrent, beside a bare `runc run /bin/true` of the same
-// root filesystem measured in the same run; and density (host memory per idle sandbox, kill-all
-// time). It prints a Markdown report.
+// root filesystem measured in the same run; networked sandboxes (create and kill latency per
+// network mode, TCP throughput to a fake internet host through the veth and the egress proxy,
+// beside the host's own); and density (host memory per idle sandbox, kill-all time). It prints a
+// Markdown report.
 //
 //	go build -o bin/agent ./cmd/agent
 //	go run ./internal/cmd/sandboxbench -binary bin/agent -n 50 > bench.md
@@ -38,7 +40,8 @@ func main() { os.Exit(benchMain()) }
 func benchMain() (exit int) {
 	var (
 		binary, dataDir, templateDir, templates, runtimes string
-		n, conc, density, poolSize                        int
+		n, conc, density, poolSize, netReps               int
+		netMiB                                            int64
 		fixCrun                                           bool
 		sections                                          string
 	)
@@ -51,7 +54,9 @@ func benchMain() (exit int) {
 	flag.IntVar(&conc, "concurrency", 16, "concurrent creates in the concurrent runs")
 	flag.IntVar(&density, "density", 500, "idle sandboxes in the density run (0 skips it)")
 	flag.IntVar(&poolSize, "pool", 4, "pool size in the pool runs")
-	flag.StringVar(&sections, "sections", "create,breakdown,density", "sections to run")
+	flag.StringVar(&sections, "sections", "create,breakdown,density", "sections to run: create, breakdown, density, network (scripts/bench-network.sh runs network alone)")
+	flag.IntVar(&netReps, "net-reps", 5, "transfers per path in the network throughput run")
+	flag.Int64Var(&netMiB, "net-mib", 256, "MiB per transfer in the network throughput run")
 	flag.BoolVar(&fixCrun, "fix-crun", false, "on a cgroup hybrid host, apply the crun host fix (agent doctor --fix) for the run and undo it after")
 	flag.Parse()
 	if fixCrun {
@@ -68,7 +73,7 @@ func benchMain() (exit int) {
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ctx := context.Background()
 	r := &report{w: os.Stdout}
-	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize, strings.Split(sections, ",")}); err != nil {
+	if err := run(ctx, r, benchConfig{binary, dataDir, templateDir, strings.Split(templates, ","), strings.Split(runtimes, ","), n, conc, density, poolSize, strings.Split(sections, ","), netReps, netMiB << 20}); err != nil {
 		fmt.Fprintln(os.Stderr, "sandboxbench:", err)
 		exit = 1
 	}
@@ -80,6 +85,8 @@ type benchConfig struct {
 	templates, runtimes          []string
 	n, conc, density, pool       int
 	sections                     []string
+	netReps                      int
+	netBytes                     int64
 }
 
 type report struct{ w io.Writer }
@@ -91,8 +98,12 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		return err
 	}
 	host, _ := os.Hostname()
-	r.printf("## Local sandboxes (sandboxbench)\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row. Every figure in one run of the same binary on the same machine; on a shared machine, runs an hour apart differ by up to 2×, so compare rows within one run (the bare baseline is there for that).\n\n",
-		host, runtime.NumCPU(), fmt.Sprintf("%d GiB RAM", hostinfo.Meminfo("MemTotal")>>30), hostinfo.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
+	title := "Local sandboxes (sandboxbench)"
+	if slices.Equal(c.sections, []string{"network"}) {
+		title = "Networked sandboxes (sandboxbench -sections network)"
+	}
+	r.printf("## %s\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row. Every figure in one run of the same binary on the same machine; on a shared machine, runs an hour apart differ by up to 2×, so compare rows within one run (the bare baseline is there for that).\n\n",
+		title, host, runtime.NumCPU(), fmt.Sprintf("%d GiB RAM", hostinfo.Meminfo("MemTotal")>>30), hostinfo.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
 	open := func(rt string, pool int, tpl string) (*local.Backend, error) {
 		return local.New(ctx, local.Config{DataDir: c.dataDir, TemplateDir: c.templateDir, Binary: c.binary, Runtime: rt,
 			Pool: pool, PoolTemplate: tpl})
@@ -103,6 +114,9 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 	}
 	var usable []string
 	for _, rt := range c.runtimes {
+		if !slices.Contains(c.sections, "create") && !slices.Contains(c.sections, "breakdown") {
+			break
+		}
 		if err := probe(ctx, b0, rt); err != nil {
 			r.printf("- %s skipped: %v\n", rt, firstLine(err.Error()))
 			continue
@@ -119,6 +133,11 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 			if err := specCosts(ctx, r, c, b0, usable, tpl); err != nil {
 				return err
 			}
+		}
+	}
+	if slices.Contains(c.sections, "network") {
+		if err := networkRows(ctx, r, c); err != nil {
+			return fmt.Errorf("network: %w", err)
 		}
 	}
 	if c.density > 0 && slices.Contains(c.sections, "density") {

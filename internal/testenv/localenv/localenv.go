@@ -31,10 +31,10 @@ func DataDir(t testing.TB) string {
 // with other sandbox users, so the scope names only what is this data directory's: its mounts and
 // the loop devices backed by its files, its cgroups (a sandbox process left behind keeps its
 // cgroup), processes naming it or in its cgroups, its sandbox and runtime state, and the uid
-// ranges held for it in the host-wide registry. Sandbox uids are not unique to a data directory,
-// so processes are not selected by uid. Network interfaces and the nftables ruleset are left out:
-// sandboxes without network make none, and the host-wide lists would only show other suites'
-// network tests.
+// ranges held for it in the host-wide registry, and the network resources of its sandboxes
+// (NetworkResources). Sandbox uids are not unique to a data directory, so processes are not
+// selected by uid. The host-wide lists of network interfaces and of the nftables ruleset are left
+// out: they would show other suites' network tests; NetworkResources finds this directory's own.
 func Scope(dd string) leakcheck.Scope {
 	cg := local.CgroupParentFor(dd) + "/"
 	return leakcheck.Scope{
@@ -45,7 +45,10 @@ func Scope(dd string) leakcheck.Scope {
 		DataDirs:              []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "runtime", "runc")},
 		SkipLinks:             true,
 		SkipNft:               true,
-		Extra:                 func() []string { return uidSlots(dd) },
+		Extra: func() func() []string {
+			netRes := NetworkResources(dd)
+			return func() []string { return append(uidSlots(dd), netRes()...) }
+		}(),
 	}
 }
 
