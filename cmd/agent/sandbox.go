@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/template"
@@ -90,33 +90,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// parseSize reads "512M", "1GiB", "10g", "1048576".
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional K, M, G or T suffix", s)
-	}
-	return int64(v * float64(mult)), nil
-}
-
 func newSandboxCmd() *cobra.Command {
 	lf := &localFlags{}
 	cmd := &cobra.Command{
@@ -161,12 +134,12 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 			}
 			var err error
 			if memory != "" {
-				if o.Limits.MemoryBytes, err = parseSize(memory); err != nil {
+				if o.Limits.MemoryBytes, err = spec.ParseSize(memory); err != nil {
 					return usageError("--memory: %v", err)
 				}
 			}
 			if disk != "" {
-				if o.Limits.DiskBytes, err = parseSize(disk); err != nil {
+				if o.Limits.DiskBytes, err = spec.ParseSize(disk); err != nil {
 					return usageError("--disk: %v", err)
 				}
 			}
@@ -200,8 +173,8 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 	}
 	f := cmd.Flags()
 	f.StringVarP(&tpl, "template", "t", local.DefaultTemplate, "template: host or debian")
-	f.StringVar(&memory, "memory", "", "memory limit (default 1GiB)")
-	f.StringVar(&disk, "disk", "", "disk quota (default 10GiB)")
+	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB or 2GB (default 1GiB)")
+	f.StringVar(&disk, "disk", "", "disk quota, e.g. 20GiB (default 10GiB)")
 	f.Int64Var(&pids, "pids", 0, "process limit (default 512)")
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota in CPUs (default 1)")
 	f.DurationVar(&timeout, "timeout", 0, "lifetime (default 5m)")

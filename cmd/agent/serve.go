@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/serve"
 )
@@ -87,12 +88,12 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 			lim := local.Limits{CPUs: cpus, Pids: pids}
 			var err error
 			if memory != "" {
-				if lim.MemoryBytes, err = parseSize(memory); err != nil {
+				if lim.MemoryBytes, err = spec.ParseSize(memory); err != nil {
 					return usageError("--memory: %v", err)
 				}
 			}
 			if disk != "" {
-				if lim.DiskBytes, err = parseSize(disk); err != nil {
+				if lim.DiskBytes, err = spec.ParseSize(disk); err != nil {
 					return usageError("--disk: %v", err)
 				}
 			}
@@ -140,8 +141,8 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 	f.DurationVar(&maxLifetime, "max-lifetime", serve.DefaultMaxLifetime, "longest time a sandbox runs (time paused excluded)")
 	f.DurationVar(&maxPaused, "max-paused", serve.DefaultMaxPaused, "longest time a sandbox stays paused before it is killed")
 	f.BoolVar(&allowInternet, "allow-internet", false, "give sandboxes the internet access (or allow-list) their create asks for; without it every sandbox has network none")
-	f.StringVar(&memory, "memory", "", "memory limit per sandbox (default 1GiB)")
-	f.StringVar(&disk, "disk", "", "disk quota per sandbox (default 10GiB)")
+	f.StringVar(&memory, "memory", "", "memory limit per sandbox, e.g. 512MiB or 2GB (default 1GiB)")
+	f.StringVar(&disk, "disk", "", "disk quota per sandbox, e.g. 20GiB (default 10GiB)")
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota per sandbox in CPUs (default 1)")
 	f.Int64Var(&pids, "pids", 0, "process limit per sandbox (default 512)")
 	return cmd
