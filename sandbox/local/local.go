@@ -143,9 +143,13 @@ type Config struct {
 	Templates map[string]template.Builder
 	// Progress receives template build progress.
 	Progress func(template.Progress)
-	// Pool keeps this many sandboxes of PoolTemplate ready (default runtime and limits).
+	// Pool keeps this many sandboxes ready, created with PoolTemplate, PoolLimits and PoolEnv on
+	// the default runtime with network none. A Create asking for the same template, env and limits
+	// (after defaults; the lifetime aside, it is set when a sandbox is claimed) claims one.
 	Pool         int
 	PoolTemplate string
+	PoolLimits   Limits
+	PoolEnv      map[string]string
 	// SkipGC skips reclaiming leftovers when the backend opens.
 	SkipGC bool
 	// Network configures the networked modes (address pool, DNS upstreams, run directory).
@@ -281,7 +285,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		if tpl == "" {
 			tpl = DefaultTemplate
 		}
-		b.pool = newPool(b, Options{Template: tpl}, cfg.Pool)
+		b.pool = newPool(b, Options{Template: tpl, Limits: cfg.PoolLimits, Env: cfg.PoolEnv}, cfg.Pool)
 	}
 	return b, nil
 }
