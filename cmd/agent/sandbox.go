@@ -8,12 +8,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/agentrun/agent/runner/spec"
@@ -29,6 +31,40 @@ type localFlags struct {
 	runtime     string
 	// maxSandboxes caps the sandboxes a remote backend holds (--max-sandboxes of run, do, chat).
 	maxSandboxes int
+	// pool is the warm pool's size (--pool of run and eval); poolEnv is AGENT_POOL when it is
+	// not a number, reported when the local backend is checked.
+	pool    int
+	poolEnv string
+	// poolSpecs are the specs run on the local backend: the pool holds sandboxes shaped as most of
+	// their tasks ask.
+	poolSpecs []*spec.Spec
+}
+
+// maxPool bounds --pool: every pooled sandbox holds a uid range, a disk image and a running envd.
+const maxPool = 256
+
+// registerPool adds --pool (commands that run many tasks on the local backend).
+func (f *localFlags) registerPool(fs *pflag.FlagSet) {
+	def := 0
+	if v := os.Getenv("AGENT_POOL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.poolEnv = v
+		}
+		def = n
+	}
+	fs.IntVar(&f.pool, "pool", def, "local sandboxes: keep N sandboxes created ahead, shaped as most tasks ask (template, limits, env; network none), so a task claims one instead of waiting for a create; costs N idle sandboxes (memory, disk, a running envd each) held until the command ends, beyond --concurrency; helps when tasks outnumber --concurrency (env AGENT_POOL)")
+}
+
+// checkPool validates --pool (and AGENT_POOL).
+func (f *localFlags) checkPool() error {
+	if f.poolEnv != "" {
+		return usageError("AGENT_POOL %q: want a number of sandboxes", f.poolEnv)
+	}
+	if f.pool < 0 || f.pool > maxPool {
+		return usageError("--pool %d: want 0 to %d sandboxes", f.pool, maxPool)
+	}
+	return nil
 }
 
 func (f *localFlags) register(cmd *cobra.Command) {
