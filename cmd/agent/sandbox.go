@@ -21,6 +21,7 @@ import (
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/network"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
 
@@ -80,11 +81,16 @@ func envOr(k, def string) string {
 	return def
 }
 
-// open opens the local backend; progress of template builds goes to stderr.
+// open opens the local backend; progress of template builds goes to stderr. Networked sandboxes'
+// DNS goes to AGENT_DNS's resolvers when it is set, as for agent run.
 func (f *localFlags) open(ctx context.Context, skipGC bool) (*local.Backend, error) {
+	ups, err := dnsUpstreams(os.Getenv("AGENT_DNS"))
+	if err != nil {
+		return nil, usageError("AGENT_DNS: %v", err)
+	}
 	return local.New(ctx, local.Config{
 		DataDir: f.dataDir, TemplateDir: f.templateDir, Runtime: f.runtime, SkipGC: skipGC,
-		Progress: progressPrinter(os.Stderr),
+		Progress: progressPrinter(os.Stderr), Network: network.Config{Upstreams: ups},
 	})
 }
 
@@ -150,7 +156,7 @@ saves its files (not its processes) for create --from and fork. See docs/SNAPSHO
 func newSandboxCreateCmd(lf *localFlags) *cobra.Command {
 	var (
 		tpl, memory, disk string
-		from              string
+		from, netw        string
 		pids              int64
 		cpus              float64
 		timeout           time.Duration
@@ -186,6 +192,16 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 				}
 				o.Env[k] = v
 			}
+			if netw != "" {
+				n, err := spec.ParseNetwork(netw)
+				if err != nil {
+					return usageError("--network: %v", err)
+				}
+				o.Network = local.NetworkNone
+				if n.Mode != spec.NetworkNone {
+					o.Network = n.String()
+				}
+			}
 			ctx := cmd.Context()
 			b, err := lf.open(ctx, false)
 			if err != nil {
@@ -215,6 +231,7 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota in CPUs (default 1)")
 	f.DurationVar(&timeout, "timeout", 0, "lifetime (default 5m)")
 	f.StringArrayVar(&envs, "env", nil, "sandbox-wide environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&netw, "network", "", "sandbox network: none (default), internet or allow:DOMAIN,CIDR,… as for agent run (runc or crun; DNS goes to the host's resolvers, or to env AGENT_DNS=IP[:PORT],…)")
 	f.BoolVar(&asJSON, "json", false, "print the sandbox's record as JSON")
 	f.StringVar(&from, "from", "", "start from a snapshot's files (agent sandbox snapshot); its template and limits are the defaults")
 	return cmd
