@@ -44,8 +44,11 @@ type localFlags struct {
 // maxPool bounds --pool: every pooled sandbox holds a uid range, a disk image and a running envd.
 const maxPool = 256
 
-// registerPool adds --pool (commands that run many tasks on the local backend).
-func (f *localFlags) registerPool(fs *pflag.FlagSet) {
+// poolHelpRun is --pool's help for commands that run tasks.
+const poolHelpRun = "local sandboxes: keep N sandboxes created ahead, shaped as most tasks ask (template, limits, env; network none), so a task claims one instead of waiting for a create; costs N idle sandboxes (memory, disk, a running envd each) held until the command ends, beyond --concurrency; helps when tasks outnumber --concurrency (env AGENT_POOL)"
+
+// registerPool adds --pool (commands that run many sandboxes on the local backend).
+func (f *localFlags) registerPool(fs *pflag.FlagSet, help string) {
 	def := 0
 	if v := os.Getenv("AGENT_POOL"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -54,7 +57,7 @@ func (f *localFlags) registerPool(fs *pflag.FlagSet) {
 		}
 		def = n
 	}
-	fs.IntVar(&f.pool, "pool", def, "local sandboxes: keep N sandboxes created ahead, shaped as most tasks ask (template, limits, env; network none), so a task claims one instead of waiting for a create; costs N idle sandboxes (memory, disk, a running envd each) held until the command ends, beyond --concurrency; helps when tasks outnumber --concurrency (env AGENT_POOL)")
+	fs.IntVar(&f.pool, "pool", def, help)
 }
 
 // checkPool validates --pool (and AGENT_POOL).
@@ -84,14 +87,23 @@ func envOr(k, def string) string {
 // open opens the local backend; progress of template builds goes to stderr. Networked sandboxes'
 // DNS goes to AGENT_DNS's resolvers when it is set, as for agent run.
 func (f *localFlags) open(ctx context.Context, skipGC bool) (*local.Backend, error) {
+	cfg, err := f.config(skipGC)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(ctx, cfg)
+}
+
+// config is the local backend configuration open uses.
+func (f *localFlags) config(skipGC bool) (local.Config, error) {
 	ups, err := dnsUpstreams(os.Getenv("AGENT_DNS"))
 	if err != nil {
-		return nil, usageError("AGENT_DNS: %v", err)
+		return local.Config{}, usageError("AGENT_DNS: %v", err)
 	}
-	return local.New(ctx, local.Config{
+	return local.Config{
 		DataDir: f.dataDir, TemplateDir: f.templateDir, Runtime: f.runtime, SkipGC: skipGC,
 		Progress: progressPrinter(os.Stderr), Network: network.Config{Upstreams: ups},
-	})
+	}, nil
 }
 
 // progressPrinter prints template build progress: one line per phase, and on a terminal a line

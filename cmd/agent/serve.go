@@ -97,8 +97,21 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 					return usageError("--disk: %v", err)
 				}
 			}
+			if err := lf.checkPool(); err != nil {
+				return err
+			}
+			cfg, err := lf.config(false)
+			if err != nil {
+				return err
+			}
+			if lf.pool > 0 {
+				// Shaped as the creates that can use it: the default template, the server's
+				// limits, no env, network none; each with its own access token.
+				cfg.Pool, cfg.PoolTemplate, cfg.PoolLimits, cfg.PoolAccessToken = lf.pool, defaultTemplate, lim, true
+			}
 			ctx := cmd.Context()
-			b, err := lf.open(ctx, false)
+			// Close kills the pool's idle sandboxes with the rest.
+			b, err := local.New(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -132,6 +145,7 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 	}
 	lf.register(cmd)
 	f := cmd.Flags()
+	lf.registerPool(f, "keep N sandboxes of --default-template created ahead (the server's limits, no env vars, network none), so a create claims one instead of waiting; costs N idle sandboxes (memory, disk, a running envd each) held while the server runs, beyond --max-sandboxes (env AGENT_POOL)")
 	f.StringVar(&listen, "listen", "127.0.0.1:3000", "address to serve (host:port; port 0 picks a free one)")
 	f.StringArrayVar(&apiKeys, "api-key", nil, "accepted API key (repeatable; env AGENT_SERVE_API_KEY; default: generate and print one)")
 	f.StringVar(&domain, "domain", "", `domain of "{port}-{id}.DOMAIN" hosts, returned to clients (for a TLS proxy with wildcard DNS in front)`)

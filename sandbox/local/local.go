@@ -150,6 +150,9 @@ type Config struct {
 	PoolTemplate string
 	PoolLimits   Limits
 	PoolEnv      map[string]string
+	// PoolAccessToken makes pooled sandboxes require a random access token each, for requests
+	// with GenerateAccessToken (agent serve).
+	PoolAccessToken bool
 	// SkipGC skips reclaiming leftovers when the backend opens.
 	SkipGC bool
 	// Network configures the networked modes (address pool, DNS upstreams, run directory).
@@ -285,7 +288,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		if tpl == "" {
 			tpl = DefaultTemplate
 		}
-		b.pool = newPool(b, Options{Template: tpl, Limits: cfg.PoolLimits, Env: cfg.PoolEnv}, cfg.Pool)
+		b.pool = newPool(b, Options{Template: tpl, Limits: cfg.PoolLimits, Env: cfg.PoolEnv, GenerateAccessToken: cfg.PoolAccessToken}, cfg.Pool)
 	}
 	return b, nil
 }
@@ -352,6 +355,10 @@ type Options struct {
 	// but /health (and signs /files URLs), as on E2B: for sandboxes whose envd is exposed beyond
 	// this process (agent serve). It is kept in memory only: Get from another process cannot use it.
 	AccessToken string
+	// GenerateAccessToken, without AccessToken, has the backend pick a random token
+	// (Sandbox.AccessToken): such requests can claim pooled sandboxes made with
+	// Config.PoolAccessToken, whose token had to be chosen before anyone asked.
+	GenerateAccessToken bool
 	// From starts the sandbox from a snapshot's files (snapshot.go); unset fields take the
 	// snapshot's template and limits.
 	From string

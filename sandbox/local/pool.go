@@ -30,11 +30,12 @@ func newPool(b *Backend, o Options, size int) *pool {
 
 // matches tells whether a request can be served by a pooled sandbox: same template, runtime, env
 // and limits once defaults are applied (the lifetime aside: it starts when the sandbox is claimed),
-// no access token and network none, since those are fixed when a sandbox starts.
+// a generated access token or none (not one of its own) and network none, since those are fixed
+// when a sandbox starts.
 func (p *pool) matches(o Options) bool {
 	return o.Template == p.o.Template && (o.Runtime == "" || o.Runtime == p.b.cfg.Runtime) &&
 		p.shape(o.Limits) == p.shape(p.o.Limits) && maps.Equal(o.Env, p.o.Env) &&
-		o.AccessToken == "" && (o.Network == "" || o.Network == NetworkNone)
+		o.AccessToken == "" && o.GenerateAccessToken == p.o.GenerateAccessToken && (o.Network == "" || o.Network == NetworkNone)
 }
 
 // shape is what of a request's limits a sandbox is started with.
