@@ -87,7 +87,7 @@ func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from st
 // wrap describes a local sandbox for the runner.
 func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 	rec := s.Record()
-	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
+	return &Sandbox{Sandbox: s, b: b.b, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
 		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
 		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
 	}}
@@ -96,8 +96,12 @@ func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 // Sandbox is a local sandbox as the runner sees it.
 type Sandbox struct {
 	*local.Sandbox
+	b       *local.Backend
 	dataDir string
 	info    runner.SandboxInfo
+	// revivedFrom is the automatic snapshot of a kept sandbox's files this one was made from
+	// (Revive after a reboot); Kill removes it.
+	revivedFrom string
 }
 
 // Info implements runner.Sandbox.
