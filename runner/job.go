@@ -291,7 +291,7 @@ func (t *task) request() SandboxRequest {
 		}
 	}
 	return SandboxRequest{
-		Task: s.Name, Epoch: t.j.epoch, Template: s.Template, Env: s.Env, Network: s.Network,
+		Task: s.Name, Epoch: t.j.epoch, Template: s.Template, Runtime: string(s.Runtime), Env: s.Env, Network: s.Network,
 		MemoryBytes: int64(s.Limits.Memory), CPUs: s.Limits.CPUs, Pids: s.Limits.Pids, DiskBytes: int64(s.Limits.Disk),
 		Lifetime: min(life, 7*24*time.Hour),
 	}

@@ -70,6 +70,7 @@ func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from st
 	started := time.Now()
 	s, err := b.b.Create(ctx, local.Options{
 		Template: req.Template,
+		Runtime:  req.Runtime,
 		Env:      req.Env,
 		Network:  network,
 		Limits: local.Limits{
