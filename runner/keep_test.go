@@ -292,9 +292,9 @@ checks: [{file: setup.txt, contains: ""}]
 func TestResumeAfterRebootContinuesFromFiles(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	hang := call("cat note.txt; pgrep -x sleep >/dev/null && echo background-alive || echo background-gone")
 	hang.Failures = []llmtest.Failure{{Hang: "headers"}}
 	srv := llmtest.Start(t, &llmtest.Scenario{Name: "long", Turns: []llmtest.Turn{

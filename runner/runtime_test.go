@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
 )
@@ -26,9 +27,9 @@ func TestSpecRuntime(t *testing.T) {
 		t.Skip("runsc is not installed")
 	}
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	hostKernel, err := os.ReadFile("/proc/sys/kernel/osrelease")
 	if err != nil {
 		t.Fatal(err)
