@@ -93,16 +93,21 @@ func options(req runner.SandboxRequest) local.Options {
 }
 
 // SetPool gives cfg a warm pool of n sandboxes shaped as the commonest sandbox the specs' tasks
-// ask for (template, limits, env) among those with network none: only tasks asking for exactly
-// that claim pooled sandboxes, the others are created as usual. Without such a spec the pool holds
-// sandboxes of the defaults.
+// ask for (template, limits, env) among those with network none and cfg's runtime (pooled
+// sandboxes run under it; a spec naming another runtime cannot claim them): only tasks asking for
+// exactly that claim pooled sandboxes, the others are created as usual. Without such a spec the
+// pool holds sandboxes of the defaults.
 func SetPool(cfg *local.Config, n int, specs []*spec.Spec) {
 	cfg.Pool = n
+	rt := cfg.Runtime
+	if rt == "" {
+		rt = local.DefaultRuntime
+	}
 	counts := map[string]int{}
 	best := 0
 	for _, s := range specs {
 		o := options(runner.RequestFor(s))
-		if o.Network != local.NetworkNone {
+		if o.Network != local.NetworkNone || (o.Runtime != "" && o.Runtime != rt) {
 			continue
 		}
 		// The lifetime is set when a sandbox is claimed; fmt prints maps with sorted keys.
