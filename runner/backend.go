@@ -26,6 +26,9 @@ type SandboxRequest struct {
 	Epoch int
 	// Template names the root filesystem ("host", "debian", or a backend's own template id).
 	Template string
+	// Runtime is the OCI runtime the spec asks for (runc, crun, runsc); empty: the backend's
+	// default. Only the local backend can choose one; the others refuse a request that names one.
+	Runtime string
 	// Env is the sandbox-wide environment of every command.
 	Env map[string]string
 	// Network is the task's network policy.
@@ -69,6 +72,9 @@ type SandboxInfo struct {
 	DefaultUser string `json:"default_user,omitempty"`
 	// CreateMS is how long creating the sandbox took.
 	CreateMS int64 `json:"create_ms"`
+	// Pooled tells that the sandbox was claimed from a warm pool (local --pool), made before the
+	// task asked for it.
+	Pooled bool `json:"pooled,omitempty"`
 }
 
 // NetworkReporter is implemented by sandboxes whose backend can tell what the sandbox's network

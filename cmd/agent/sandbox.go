@@ -11,14 +11,16 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/network"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
 
@@ -29,12 +31,49 @@ type localFlags struct {
 	runtime     string
 	// maxSandboxes caps the sandboxes a remote backend holds (--max-sandboxes of run, do, chat).
 	maxSandboxes int
+	// pool is the warm pool's size (--pool of run and eval); poolEnv is AGENT_POOL when it is
+	// not a number, reported when the local backend is checked.
+	pool    int
+	poolEnv string
+	// poolSpecs are the specs run on the local backend: the pool holds sandboxes shaped as most of
+	// their tasks ask.
+	poolSpecs []*spec.Spec
+}
+
+// maxPool bounds --pool: every pooled sandbox holds a uid range, a disk image and a running envd.
+const maxPool = 256
+
+// poolHelpRun is --pool's help for commands that run tasks.
+const poolHelpRun = "local sandboxes: keep N sandboxes created ahead, shaped as most tasks ask (template, limits, env; network none), so a task claims one instead of waiting for a create; costs N idle sandboxes (memory, disk, a running envd each) held until the command ends, beyond --concurrency; helps when tasks outnumber --concurrency (env AGENT_POOL)"
+
+// registerPool adds --pool (commands that run many sandboxes on the local backend).
+func (f *localFlags) registerPool(fs *pflag.FlagSet, help string) {
+	def := 0
+	if v := os.Getenv("AGENT_POOL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.poolEnv = v
+		}
+		def = n
+	}
+	fs.IntVar(&f.pool, "pool", def, help)
+}
+
+// checkPool validates --pool (and AGENT_POOL).
+func (f *localFlags) checkPool() error {
+	if f.poolEnv != "" {
+		return usageError("AGENT_POOL %q: want a number of sandboxes", f.poolEnv)
+	}
+	if f.pool < 0 || f.pool > maxPool {
+		return usageError("--pool %d: want 0 to %d sandboxes", f.pool, maxPool)
+	}
+	return nil
 }
 
 func (f *localFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", envOr("AGENT_DATA_DIR", local.DefaultDataDir), "where sandboxes and templates live (env AGENT_DATA_DIR)")
 	cmd.PersistentFlags().StringVar(&f.templateDir, "template-dir", os.Getenv("AGENT_TEMPLATE_DIR"), "where templates live (default DATA_DIR/templates; env AGENT_TEMPLATE_DIR)")
-	cmd.PersistentFlags().StringVar(&f.runtime, "runtime", envOr("AGENT_RUNTIME", local.DefaultRuntime), "OCI runtime: runc, crun or runsc (env AGENT_RUNTIME)")
+	cmd.PersistentFlags().StringVar(&f.runtime, "runtime", envOr("AGENT_RUNTIME", local.DefaultRuntime), "OCI runtime: runc, crun or runsc (env AGENT_RUNTIME); a task spec's runtime: wins")
 }
 
 func envOr(k, def string) string {
@@ -44,12 +83,26 @@ func envOr(k, def string) string {
 	return def
 }
 
-// open opens the local backend; progress of template builds goes to stderr.
+// open opens the local backend; progress of template builds goes to stderr. Networked sandboxes'
+// DNS goes to AGENT_DNS's resolvers when it is set, as for agent run.
 func (f *localFlags) open(ctx context.Context, skipGC bool) (*local.Backend, error) {
-	return local.New(ctx, local.Config{
+	cfg, err := f.config(skipGC)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(ctx, cfg)
+}
+
+// config is the local backend configuration open uses.
+func (f *localFlags) config(skipGC bool) (local.Config, error) {
+	ups, err := dnsUpstreams(os.Getenv("AGENT_DNS"))
+	if err != nil {
+		return local.Config{}, usageError("AGENT_DNS: %v", err)
+	}
+	return local.Config{
 		DataDir: f.dataDir, TemplateDir: f.templateDir, Runtime: f.runtime, SkipGC: skipGC,
-		Progress: progressPrinter(os.Stderr),
-	})
+		Progress: progressPrinter(os.Stderr), Network: network.Config{Upstreams: ups},
+	}, nil
 }
 
 // progressPrinter prints template build progress: one line per phase, and on a terminal a line
@@ -90,33 +143,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// parseSize reads "512M", "1GiB", "10g", "1048576".
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional K, M, G or T suffix", s)
-	}
-	return int64(v * float64(mult)), nil
-}
-
 func newSandboxCmd() *cobra.Command {
 	lf := &localFlags{}
 	cmd := &cobra.Command{
@@ -141,7 +167,7 @@ saves its files (not its processes) for create --from and fork. See docs/SNAPSHO
 func newSandboxCreateCmd(lf *localFlags) *cobra.Command {
 	var (
 		tpl, memory, disk string
-		from              string
+		from, netw        string
 		pids              int64
 		cpus              float64
 		timeout           time.Duration
@@ -161,12 +187,12 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 			}
 			var err error
 			if memory != "" {
-				if o.Limits.MemoryBytes, err = parseSize(memory); err != nil {
+				if o.Limits.MemoryBytes, err = spec.ParseSize(memory); err != nil {
 					return usageError("--memory: %v", err)
 				}
 			}
 			if disk != "" {
-				if o.Limits.DiskBytes, err = parseSize(disk); err != nil {
+				if o.Limits.DiskBytes, err = spec.ParseSize(disk); err != nil {
 					return usageError("--disk: %v", err)
 				}
 			}
@@ -176,6 +202,16 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 					return usageError("--env %q: want KEY=VALUE", kv)
 				}
 				o.Env[k] = v
+			}
+			if netw != "" {
+				n, err := spec.ParseNetwork(netw)
+				if err != nil {
+					return usageError("--network: %v", err)
+				}
+				o.Network = local.NetworkNone
+				if n.Mode != spec.NetworkNone {
+					o.Network = n.String()
+				}
 			}
 			ctx := cmd.Context()
 			b, err := lf.open(ctx, false)
@@ -200,12 +236,13 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 	}
 	f := cmd.Flags()
 	f.StringVarP(&tpl, "template", "t", local.DefaultTemplate, "template: host or debian")
-	f.StringVar(&memory, "memory", "", "memory limit (default 1GiB)")
-	f.StringVar(&disk, "disk", "", "disk quota (default 10GiB)")
+	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB or 2GB (default 1GiB)")
+	f.StringVar(&disk, "disk", "", "disk quota, e.g. 20GiB (default 10GiB)")
 	f.Int64Var(&pids, "pids", 0, "process limit (default 512)")
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota in CPUs (default 1)")
 	f.DurationVar(&timeout, "timeout", 0, "lifetime (default 5m)")
 	f.StringArrayVar(&envs, "env", nil, "sandbox-wide environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&netw, "network", "", "sandbox network: none (default), internet or allow:DOMAIN,CIDR,… as for agent run (runc or crun; DNS goes to the host's resolvers, or to env AGENT_DNS=IP[:PORT],…)")
 	f.BoolVar(&asJSON, "json", false, "print the sandbox's record as JSON")
 	f.StringVar(&from, "from", "", "start from a snapshot's files (agent sandbox snapshot); its template and limits are the defaults")
 	return cmd
@@ -294,14 +331,7 @@ func newSandboxExecCmd(lf *localFlags) *cobra.Command {
 		Short: "Run a command in a sandbox and exit with its status",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: args[1:], User: user, Cwd: cwd, Env: envs, TTY: tty})
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
+			return execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: args[1:], User: user, Cwd: cwd, Env: envs, TTY: tty})
 		},
 	}
 	f := cmd.Flags()
@@ -322,22 +352,25 @@ func newSandboxShellCmd(lf *localFlags) *cobra.Command {
 			if !term.IsTerminal(int(os.Stdin.Fd())) {
 				return usageError("shell needs a terminal on stdin; use `agent sandbox exec` otherwise")
 			}
-			code, err := execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: []string{"/bin/bash", "-l"}, User: user, TTY: true})
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
+			return execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: []string{"/bin/bash", "-l"}, User: user, TTY: true})
 		},
 	}
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as root or user (default: the template's user)")
 	return cmd
 }
 
-// execIn runs a command through the OCI runtime with this process's stdio.
-func execIn(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) (int, error) {
+// execIn runs a command through the OCI runtime with this process's stdio; a non-zero exit status
+// (128+n for a signal) is an exitError carrying it.
+func execIn(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) error {
+	code, err := execCode(ctx, lf, id, o)
+	if err == nil && code != 0 {
+		return &exitError{code: code}
+	}
+	return err
+}
+
+// execCode runs the command for execIn and returns its exit status.
+func execCode(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) (int, error) {
 	b, err := lf.open(ctx, true)
 	if err != nil {
 		return -1, err
@@ -394,17 +427,7 @@ func newSandboxLsCmd(lf *localFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if infos == nil {
-					infos = []local.Info{}
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tTEMPLATE\tRUNTIME\tSTATUS\tAGE\tEXPIRES IN\tMEMORY\tPIDS\tOOM")
-			for _, in := range infos {
+			return printList(cmd.OutOrStdout(), asJSON, infos, "ID\tTEMPLATE\tRUNTIME\tSTATUS\tAGE\tEXPIRES IN\tMEMORY\tPIDS\tOOM", func(in local.Info) string {
 				exp := "-"
 				if !in.Expires.IsZero() {
 					exp = time.Until(in.Expires).Truncate(time.Second).String()
@@ -421,10 +444,9 @@ func newSandboxLsCmd(lf *localFlags) *cobra.Command {
 				case !in.Owned:
 					status += " (orphan)"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", in.ID, in.Template, in.Runtime, status,
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d", in.ID, in.Template, in.Runtime, status,
 					time.Since(in.Created).Truncate(time.Second), exp, humanBytes(in.Stats.MemoryBytes), in.Stats.Pids, in.Stats.OOMKills)
-			}
-			return w.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

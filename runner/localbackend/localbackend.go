@@ -5,6 +5,7 @@ package localbackend
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/agentrun/agent/runner"
@@ -63,41 +64,82 @@ func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner
 
 // create creates a sandbox for req, from a snapshot's files when from is set.
 func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from string) (runner.Sandbox, error) {
-	network := local.NetworkNone
-	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
-		network = req.Network.String()
-	}
+	o := options(req)
+	o.From = from
 	started := time.Now()
-	s, err := b.b.Create(ctx, local.Options{
-		Template: req.Template,
-		Env:      req.Env,
-		Network:  network,
-		Limits: local.Limits{
-			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
-			Lifetime: req.Lifetime,
-		},
-		From: from,
-	})
+	s, err := b.b.Create(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	return b.wrap(s, started), nil
 }
 
+// options are the local sandbox options of a runner request.
+func options(req runner.SandboxRequest) local.Options {
+	network := local.NetworkNone
+	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
+		network = req.Network.String()
+	}
+	return local.Options{
+		Template: req.Template,
+		Runtime:  req.Runtime,
+		Env:      req.Env,
+		Network:  network,
+		Limits: local.Limits{
+			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
+			Lifetime: req.Lifetime,
+		},
+	}
+}
+
+// SetPool gives cfg a warm pool of n sandboxes shaped as the commonest sandbox the specs' tasks
+// ask for (template, limits, env) among those with network none and cfg's runtime (pooled
+// sandboxes run under it; a spec naming another runtime cannot claim them): only tasks asking for
+// exactly that claim pooled sandboxes, the others are created as usual. Without such a spec the
+// pool holds sandboxes of the defaults.
+func SetPool(cfg *local.Config, n int, specs []*spec.Spec) {
+	cfg.Pool = n
+	rt := cfg.Runtime
+	if rt == "" {
+		rt = local.DefaultRuntime
+	}
+	counts := map[string]int{}
+	best := 0
+	for _, s := range specs {
+		o := options(runner.RequestFor(s))
+		if o.Network != local.NetworkNone || (o.Runtime != "" && o.Runtime != rt) {
+			continue
+		}
+		// The lifetime is set when a sandbox is claimed; fmt prints maps with sorted keys.
+		o.Limits.Lifetime = 0
+		key := fmt.Sprintf("%q %+v %v", o.Template, o.Limits, o.Env)
+		counts[key]++
+		if counts[key] > best {
+			best = counts[key]
+			cfg.PoolTemplate, cfg.PoolLimits, cfg.PoolEnv = o.Template, o.Limits, o.Env
+		}
+	}
+}
+
 // wrap describes a local sandbox for the runner.
 func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 	rec := s.Record()
-	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
+	return &Sandbox{Sandbox: s, b: b.b, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
 		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
 		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
+		Pooled: rec.Pooled,
 	}}
 }
 
 // Sandbox is a local sandbox as the runner sees it.
 type Sandbox struct {
 	*local.Sandbox
+	b       *local.Backend
 	dataDir string
 	info    runner.SandboxInfo
+	// revivedFrom is the automatic snapshot of a kept sandbox's files this one was made from
+	// (Revive after a reboot); Kill removes it.
+	revivedFrom string
 }
 
 // Info implements runner.Sandbox.

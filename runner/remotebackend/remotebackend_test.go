@@ -17,6 +17,8 @@ import (
 	"github.com/agentrun/agent/internal/fakenet"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/remotebackend"
 	"github.com/agentrun/agent/runner/spec"
@@ -37,7 +39,7 @@ func TestMain(m *testing.M) { os.Exit(servetest.Main(m, &env)) }
 // same way everywhere: statuses, reasons, steps and the checks that pass and fail.
 func TestExampleSuiteSameOnEveryBackend(t *testing.T) {
 	srv := servetest.Start(t, &env, nil, nil)
-	root, err := runnertest.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +73,8 @@ func TestExampleSuiteSameOnEveryBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	backends := []runner.Backend{runnertest.Backend(t, dd, env.Binary, env.TemplateDir)}
 	for _, flavor := range []e2b.Flavor{e2b.FlavorE2B, e2b.FlavorNovita} {
 		p := strings.ToUpper(string(flavor))
@@ -286,7 +288,8 @@ func TestKeepPausesInTheCloudAndReviveResumes(t *testing.T) {
 // TestNetworkModes: a task's network maps onto the provider's egress settings (internet: the
 // internet switch; an allow-list: network.allowOut with everything else denied), and a provider
 // that grants less than asked (agent serve without --allow-internet) is an error, not a task
-// running with less network than its spec says.
+// running with less network than its spec says; so is a spec's OCI runtime, which the API cannot
+// choose.
 func TestNetworkModes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -312,6 +315,11 @@ func TestNetworkModes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--allow-internet") {
 			t.Fatalf("network %s on a server without --allow-internet: %v", n, err)
 		}
+	}
+	// Nor can the API choose the OCI runtime a spec names.
+	if _, err := b.Create(ctx, runner.SandboxRequest{Task: "rt", Epoch: 1, Runtime: "runsc", Lifetime: time.Minute}); err == nil ||
+		!strings.Contains(err.Error(), "cannot choose the OCI runtime") || !strings.Contains(err.Error(), "runtime: runsc") {
+		t.Fatalf("runtime runsc on the e2b backend: %v", err)
 	}
 	if n := closed.Serve.Count(); n != 0 {
 		t.Fatalf("%d sandboxes left after refused creates", n)

@@ -144,7 +144,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 	}()
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CreateTimeout)
 	defer cancel()
-	token := randomHex(32)
 	started := time.Now()
 	network := string(netpolicy.None)
 	if s.cfg.AllowInternet {
@@ -153,7 +152,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		s.log.Debug("network refused: agent serve runs without --allow-internet", "asked", truncate(req.network, 128))
 	}
 	inst, err := s.cfg.Provider.Create(ctx, Spec{
-		Template: tpl, Env: req.env, AccessToken: token, Network: network,
+		Template: tpl, Env: req.env, Network: network,
 		// The provider's own backstop, just after the longest life this server allows.
 		Lifetime: s.cfg.MaxLifetime + time.Minute,
 	})
@@ -168,6 +167,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			return errorf(http.StatusGatewayTimeout, "creating the sandbox took longer than %s", s.cfg.CreateTimeout)
 		}
+		return errorf(http.StatusInternalServerError, "creating the sandbox failed (the server log has the details)")
+	}
+	token := inst.AccessToken()
+	if token == "" {
+		// envd is exposed beyond this process: never without a token.
+		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer kcancel()
+		_ = inst.Kill(kctx)
+		s.log.Error("creating a sandbox: the provider gave it no access token", "id", inst.ID())
 		return errorf(http.StatusInternalServerError, "creating the sandbox failed (the server log has the details)")
 	}
 	e := s.newEntry(inst, token, req, tpl, started)
@@ -315,15 +323,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 // one, moving its end later when the requested timeout reaches beyond it (never earlier), as E2B
 // does.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
-	if aerr != nil {
-		return aerr
-	}
-	t, aerr := decodeConnect(body, s.cfg.MaxLifetime)
-	if aerr != nil {
-		return aerr
-	}
-	resumed, aerr := s.resumeEntry(r.Context(), e, t)
+	resumed, t, aerr := s.resumeAsked(w, r, e)
 	if aerr != nil {
 		return aerr
 	}
@@ -339,15 +339,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 // resume is the legacy POST /sandboxes/{id}/resume (1.x SDKs): 201 when the sandbox was paused,
 // 409 when it runs.
 func (s *Server) resume(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
-	if aerr != nil {
-		return aerr
-	}
-	t, aerr := decodeConnect(body, s.cfg.MaxLifetime)
-	if aerr != nil {
-		return aerr
-	}
-	resumed, aerr := s.resumeEntry(r.Context(), e, t)
+	resumed, _, aerr := s.resumeAsked(w, r, e)
 	if aerr != nil {
 		return aerr
 	}
@@ -356,6 +348,20 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, e *entry) *apiEr
 	}
 	writeJSON(w, http.StatusCreated, s.sandboxBody(e))
 	return nil
+}
+
+// resumeAsked reads a connect or resume request's body and resumes e if it is paused, with the
+// timeout the body asks for; resumed is false when e was running.
+func (s *Server) resumeAsked(w http.ResponseWriter, r *http.Request, e *entry) (resumed bool, timeout time.Duration, aerr *apiError) {
+	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
+	if aerr != nil {
+		return false, 0, aerr
+	}
+	if timeout, aerr = decodeConnect(body, s.cfg.MaxLifetime); aerr != nil {
+		return false, 0, aerr
+	}
+	resumed, aerr = s.resumeEntry(r.Context(), e, timeout)
+	return resumed, timeout, aerr
 }
 
 // resumeEntry resumes e if it is paused, with timeout to live; resumed is false when it was
