@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
 )
 
@@ -27,8 +27,8 @@ func TestDoctor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 
 	r := runAgent(t, nil, "doctor", "--no-smoke", "--data-dir", dd)
 	if r.code != 0 {
@@ -84,8 +84,8 @@ func TestDoctor(t *testing.T) {
 // templates that are unknown or not built.
 func TestTemplateCLI(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	tpl := func(args ...string) result {
 		t.Helper()
 		return runAgent(t, nil, append([]string{"template", "--data-dir", dd}, args...)...)

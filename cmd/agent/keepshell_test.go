@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/sandbox/local"
 )
@@ -21,8 +22,8 @@ import (
 // a positive age reclaims it, and nothing of it remains on the host.
 func TestRunKeepFailedShell(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	script, err := os.ReadFile(filepath.Join(repoRoot, "tasks", "examples", "slugify", "solution", "wrong.sh"))
 	if err != nil {
 		t.Fatal(err)

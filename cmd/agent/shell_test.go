@@ -13,7 +13,7 @@ import (
 
 	"github.com/creack/pty"
 
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 // ptyWait bounds every wait on a terminal session: output to appear, the command to exit.
@@ -154,8 +154,8 @@ func createSandbox(t *testing.T, dd string, args ...string) string {
 // terminal, shell is a usage error.
 func TestSandboxShellPTY(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	id := createSandbox(t, dd, "--timeout", "10m")
 
 	t.Run("shell", func(t *testing.T) {
