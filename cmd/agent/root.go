@@ -47,7 +47,38 @@ Documentation: README.md and docs/ in the source repository.`,
 	})
 	root.AddCommand(newVersionCmd(), newEnvdCmd(), newSandboxCmd(), newTemplateCmd(), newDoctorCmd(),
 		newRunCmd(), newDoCmd(), newChatCmd(), newReportCmd(), newEvalCmd(), newNetdCmd(), newServeCmd())
+	argsAreUsage(root)
 	return root
+}
+
+// argsAreUsage makes every mistake on the command line exit 2: cobra's argument checks return
+// plain errors (which would exit 3, internal), and a command group given an unknown subcommand
+// would print its help and exit 0.
+func argsAreUsage(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			cmd.SuggestionsMinimumDistance = 2
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return usageError("%s (see %s --help)", msg, cmd.CommandPath())
+		}
+		c.RunE = func(cmd *cobra.Command, args []string) error { return cmd.Help() }
+	} else if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError("%v (see %s --help)", err, cmd.CommandPath())
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		argsAreUsage(sub)
+	}
 }
 
 func setupLogging(g *globalFlags) error {
