@@ -103,7 +103,9 @@ func (p *Policy) addPrefix(pre netip.Prefix) {
 func normalizeEntry(e string) (string, error) {
 	name := strings.TrimSuffix(strings.ToLower(e), ".")
 	host, wildcard := strings.CutPrefix(name, "*.")
-	if !ValidName(host) || !strings.Contains(host, ".") {
+	// A top-level label is never all digits (RFC 3696): "1.2.3.4." is an address written
+	// with a trailing dot, not a domain, and must not round-trip into one.
+	if !ValidName(host) || !strings.Contains(host, ".") || strings.Trim(host[strings.LastIndexByte(host, '.')+1:], "0123456789") == "" {
 		return "", fmt.Errorf("allow-list entry %q: want a domain like example.com or *.example.com, an address or a CIDR", clip(e))
 	}
 	if wildcard {

@@ -25,7 +25,7 @@ func TestParseAndMatch(t *testing.T) {
 	if !p.AllowsAddr(netip.MustParseAddr("203.0.113.9")) || p.AllowsAddr(netip.MustParseAddr("203.0.114.1")) {
 		t.Error("CIDR matching")
 	}
-	for _, bad := range []string{"allow:", "allow:0.0.0.0/0", "allow:*", "allow:com", "bogus", "allow:a b.com"} {
+	for _, bad := range []string{"allow:", "allow:0.0.0.0/0", "allow:*", "allow:com", "bogus", "allow:a b.com", "allow:0.0.0.0.", "allow:*.10.0.0.1"} {
 		if _, err := Parse(bad); err == nil {
 			t.Errorf("Parse(%q) accepted", bad)
 		}
