@@ -5,181 +5,51 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/agentrun/agent/agent/provider"
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/sandbox/envdclient"
 )
 
 // End-to-end tests: the loop drives a real `agent envd` (standalone, serving a temporary world)
 // through the real envd client; the only stand-in is the scripted model.
 
-var (
-	buildOnce sync.Once
-	agentBin  string
-	buildErr  error
-	buildDir  string
-)
+// agentBin is the agent binary built for the package's tests.
+var agentBin string
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &agentBin)) }
 
-// agentBinary builds cmd/agent once for the package's tests.
-func agentBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "agent-loop-test-")
-		if buildErr != nil {
-			return
-		}
-		agentBin = filepath.Join(buildDir, "agent")
-		out, err := exec.Command("go", "build", "-o", agentBin, "github.com/agentrun/agent/cmd/agent").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building agent: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return agentBin
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// envd is a standalone `agent envd` serving a temporary world: /etc/passwd with root and user
-// (uid 1000), /home/user, /tmp.
+// envd is a standalone `agent envd` serving a temporary world (testenv.World), with a client.
 type envd struct {
-	root   string
+	*testenv.Envd
 	client *envdclient.Client
-	cmd    *exec.Cmd
-	exited chan struct{}
-	log    *lockedBuffer
 }
 
 const workdir = "/home/user"
 
 func startEnvd(t testing.TB) *envd {
 	t.Helper()
-	bin := agentBinary(t)
-	root := t.TempDir()
-	// Commands run as uid 1000 with their working directory inside root: make the path traversable.
-	for d := root; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	e := testenv.StartEnvd(t, agentBin, testenv.EnvdOptions{})
+	c, err := envdclient.New(envdclient.Config{BaseURL: e.URL, RequestTimeout: 30 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, d := range []string{"etc", "home/user", "root", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.Chmod(filepath.Join(root, "tmp"), 0o1777))
-	must(os.Chown(filepath.Join(root, "home/user"), 1000, 1000))
-	must(os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/bash\nuser:x:1000:1000:user:/home/user:/bin/bash\n"), 0o644))
-	must(os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nuser:x:1000:\n"), 0o644))
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	must(err)
-	url := "http://" + ln.Addr().String()
-	f, err := ln.(*net.TCPListener).File()
-	must(err)
-	ln.Close()
-	defer f.Close()
-
-	e := &envd{root: root, exited: make(chan struct{}), log: &lockedBuffer{}}
-	e.cmd = exec.Command(bin, "envd", "--listen-fd", "3", "--root", root)
-	e.cmd.Env = append(os.Environ(), "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-	e.cmd.ExtraFiles = []*os.File{f}
-	e.cmd.Stdout, e.cmd.Stderr = e.log, e.log
-	must(e.cmd.Start())
-	go func() {
-		_ = e.cmd.Wait()
-		close(e.exited)
-	}()
-	t.Cleanup(func() {
-		_ = e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.exited:
-		case <-time.After(10 * time.Second):
-			_ = e.cmd.Process.Kill()
-			<-e.exited
-		}
-		if t.Failed() {
-			t.Logf("envd log:\n%s", e.log.String())
-		}
-	})
-	c, err := envdclient.New(envdclient.Config{BaseURL: url, RequestTimeout: 30 * time.Second, Logger: quiet})
-	must(err)
 	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		if err := c.Health(ctx); err == nil {
-			break
-		} else if ctx.Err() != nil {
-			t.Fatalf("envd did not become healthy: %v\n%s", err, e.log.String())
-		}
-		select {
-		case <-e.exited:
-			t.Fatalf("envd exited:\n%s", e.log.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	e.client = c
-	return e
+	return &envd{Envd: e, client: c}
 }
-
-// kill ends envd at once, as a crash would.
-func (e *envd) kill() {
-	_ = e.cmd.Process.Kill()
-	<-e.exited
-}
-
-func (e *envd) hostPath(p string) string { return filepath.Join(e.root, p) }
 
 func (e *envd) readHost(t *testing.T, p string) string {
 	t.Helper()
-	b, err := os.ReadFile(e.hostPath(p))
+	b, err := os.ReadFile(e.HostPath(p))
 	if err != nil {
 		t.Fatalf("reading %s on the host: %v", p, err)
 	}
@@ -331,7 +201,7 @@ func TestE2EHostileArguments(t *testing.T) {
 		t.Errorf("read outside the world? %q", tools[4].Content)
 	}
 	for _, p := range []string{"home/user/a.txt", "home/user/big.txt"} {
-		if _, err := os.Stat(e.hostPath(p)); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(e.HostPath(p)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s was written from bad arguments (%v)", p, err)
 		}
 	}
@@ -596,7 +466,7 @@ func TestE2ESandboxGone(t *testing.T) {
 	srv := llmtest.Start(t, sc)
 	obs := func(ev Event) {
 		if ev.Type == EventToolStart && ev.Step == 2 {
-			e.kill()
+			e.Kill()
 		}
 	}
 	res, err := Run(context.Background(), e2eTask("p"), e.client, scripted(t, srv, nil), Options{Logger: quiet, Observer: obs})

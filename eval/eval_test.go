@@ -1,10 +1,7 @@
 package eval_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,67 +11,29 @@ import (
 
 	"github.com/agentrun/agent/internal/evaltest"
 	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/report/results"
 )
 
 var agentBin, skipReason string
 
-func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	if skipReason = evaltest.SkipReason(); skipReason != "" {
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "agent-eval-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = evaltest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithSandboxes(m, &agentBin, &skipReason)) }
 
 // agent runs the agent binary and returns its exit code, stdout and stderr.
 func agent(t *testing.T, env []string, args ...string) (int, string, string) {
 	t.Helper()
 	cmd := exec.Command(agentBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
 	cmd.Env = append(os.Environ(), env...)
-	done := make(chan error, 1)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("agent %v did not end in 5 minutes\nstderr:\n%s", args, errb.String())
-	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	r := testenv.RunCmd(t, cmd, 5*time.Minute)
+	return r.Code, r.Stdout, r.Stderr
 }
 
 func TestEvalEndToEnd(t *testing.T) {
 	if skipReason != "" {
 		t.Skip(skipReason)
 	}
-	data := evaltest.DataDir(t)
+	data := localenv.DataDir(t)
 	evaltest.CheckLeaks(t, data, agentBin)
 	specs := evaltest.Suite(t, t.TempDir())
 	srv := llmtest.Start(t, evaltest.Good("good"), evaltest.Bad("bad"), evaltest.Looping("loops"))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -22,9 +23,9 @@ import (
 func TestArtifactsNeverFollowSymlinks(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 5*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	hostSecret := filepath.Join(t.TempDir(), "host-secret")
 	if err := os.WriteFile(hostSecret, []byte("host only"), 0o600); err != nil {
 		t.Fatal(err)
@@ -59,13 +60,7 @@ checks:
 `+extra+"\n")
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Run(ctx, b); err != nil {
-		t.Fatal(err)
-	}
+	runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
 	for _, name := range []string{"changed", "globs"} {
 		res := taskResult(t, out, name)
 		if res.Status != runner.StatusFailed {

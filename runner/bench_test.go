@@ -1,20 +1,18 @@
 package runner_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/hostinfo"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
@@ -37,7 +35,7 @@ import (
 // runner (create, one command, kill), so the runner's own share is visible.
 func BenchmarkOrchestration(b *testing.B) {
 	requireSandboxes(b)
-	dd := runnertest.DataDir(b)
+	dd := localenv.DataDir(b)
 	backend := runnertest.Backend(b, dd, agentBin, "")
 	srv := llmtest.Start(b, benchScenario())
 	base := benchSpec(b)
@@ -60,8 +58,8 @@ func BenchmarkOrchestration(b *testing.B) {
 				}
 				ms = append(ms, float64(time.Since(start).Microseconds())/1000)
 			}
-			b.ReportMetric(percentile(ms, 50), "lifecycle-p50-ms")
-			b.ReportMetric(percentile(ms, 99), "lifecycle-p99-ms")
+			b.ReportMetric(stats.Percentile(ms, 50), "lifecycle-p50-ms")
+			b.ReportMetric(stats.Percentile(ms, 99), "lifecycle-p99-ms")
 		}
 	})
 	for _, c := range []int{1, 8, 32} {
@@ -79,7 +77,7 @@ func BenchmarkOrchestration(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				availBefore := memAvailable()
+				availBefore := hostinfo.Meminfo("MemAvailable")
 				peak := availBefore
 				stop := make(chan struct{})
 				var wg sync.WaitGroup
@@ -91,7 +89,7 @@ func BenchmarkOrchestration(b *testing.B) {
 						case <-stop:
 							return
 						case <-t.C:
-							peak = min(peak, memAvailable())
+							peak = min(peak, hostinfo.Meminfo("MemAvailable"))
 						}
 					}
 				})
@@ -111,8 +109,8 @@ func BenchmarkOrchestration(b *testing.B) {
 					res := taskResult(b, out, t.Name)
 					overhead = append(overhead, float64(res.DurationMS-res.Phases.ModelMS))
 				}
-				b.ReportMetric(percentile(overhead, 50), "overhead-p50-ms")
-				b.ReportMetric(percentile(overhead, 99), "overhead-p99-ms")
+				b.ReportMetric(stats.Percentile(overhead, 50), "overhead-p50-ms")
+				b.ReportMetric(stats.Percentile(overhead, 99), "overhead-p99-ms")
 				b.ReportMetric(float64(n)/elapsed.Minutes(), "tasks/min")
 				b.ReportMetric(float64(availBefore-peak)/float64(c)/(1<<20), "host-MiB/task")
 			}
@@ -158,32 +156,4 @@ checks:
 		b.Fatal(err)
 	}
 	return s
-}
-
-// percentile returns the p-th percentile (nearest rank) of xs.
-func percentile(xs []float64, p float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
-
-// memAvailable reads MemAvailable from /proc/meminfo, in bytes.
-func memAvailable() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "MemAvailable:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }

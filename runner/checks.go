@@ -109,16 +109,7 @@ func (t *task) runCheck(ctx context.Context, c *spec.Check) CheckResult {
 		res, err = ee.Result, nil
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			cr.Skipped, cr.Reason = true, "not run: the run was interrupted"
-			return cr
-		}
-		if errors.Is(err, sandbox.ErrGone) {
-			t.gone = true
-		}
-		cr.Error = clipText(err.Error(), 1000)
-		cr.Reason = "could not run the check: " + cr.Error
-		return cr
+		return t.couldNot(ctx, cr, "run the check", err)
 	}
 	code := res.ExitCode
 	cr.ExitCode = &code
@@ -134,6 +125,21 @@ func (t *task) runCheck(ctx context.Context, c *spec.Check) CheckResult {
 	return cr
 }
 
+// couldNot is the result of a check that could not do what (e.g. "run the check") because of err:
+// skipped when the run was interrupted, an error otherwise; a sandbox found gone is noted.
+func (t *task) couldNot(ctx context.Context, cr CheckResult, what string, err error) CheckResult {
+	if ctx.Err() != nil {
+		cr.Skipped, cr.Reason = true, "not run: the run was interrupted"
+		return cr
+	}
+	if errors.Is(err, sandbox.ErrGone) {
+		t.gone = true
+	}
+	cr.Error = clipText(err.Error(), 1000)
+	cr.Reason = "could not " + what + ": " + cr.Error
+	return cr
+}
+
 // fileCheck grades a file's existence and content, read through the sandbox's API. A symlink is
 // never followed: it does not count as the file.
 func (t *task) fileCheck(ctx context.Context, c *spec.Check) CheckResult {
@@ -146,18 +152,7 @@ func (t *task) fileCheck(ctx context.Context, c *spec.Check) CheckResult {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	fail := func(err error) CheckResult {
-		if ctx.Err() != nil {
-			cr.Skipped, cr.Reason = true, "not run: the run was interrupted"
-			return cr
-		}
-		if errors.Is(err, sandbox.ErrGone) {
-			t.gone = true
-		}
-		cr.Error = clipText(err.Error(), 1000)
-		cr.Reason = "could not read the file: " + cr.Error
-		return cr
-	}
+	fail := func(err error) CheckResult { return t.couldNot(ctx, cr, "read the file", err) }
 	e, err := t.sb.Stat(cctx, p)
 	exists := true
 	var notRegular string

@@ -13,6 +13,7 @@ import (
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -27,9 +28,9 @@ func bgCall(command string) llmtest.Turn {
 func TestKeepFailedThenEnterAndGC(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	srv := llmtest.Start(t,
 		&llmtest.Scenario{Name: "wrong", Turns: []llmtest.Turn{
 			call("echo wrong > answer.txt"),
@@ -48,14 +49,7 @@ checks: [{file: answer.txt, equals: "right\n"}]
 `)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 2})
 	got := summaryByName(sum)
 	if got["failing"].Status != runner.StatusFailed || got["passing"].Status != runner.StatusPassed {
 		t.Fatalf("statuses: %+v", sum.Tasks)
@@ -122,9 +116,9 @@ checks: [{file: answer.txt, equals: "right\n"}]
 func TestResumeContinuesInKeptSandbox(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	hang := call("cat note.txt; test -s /tmp/bg && echo background-ran")
 	// The first attempt at step 2 hangs (the model is "thinking" when the run is interrupted); a
 	// later conversation with the same opening gets the turn.
@@ -229,9 +223,9 @@ checks:
 func TestForkSetupRunsSetupOnce(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	srv := llmtest.Start(t, &llmtest.Scenario{Name: "reader", Turns: []llmtest.Turn{call("cat setup.txt seed.txt"), {Content: "done"}}})
 	dir := t.TempDir()
 	for name, fork := range map[string]string{"forked": "true", "separate": "false"} {
@@ -246,14 +240,7 @@ checks: [{file: setup.txt, contains: ""}]
 `)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
 	if !sum.OK {
 		t.Fatalf("run: %+v", sum)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -24,9 +25,9 @@ func call(command string) llmtest.Turn {
 func TestTasksEndInErrorWithTheReason(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	srv := llmtest.Start(t,
 		&llmtest.Scenario{Name: "sleeper", Turns: []llmtest.Turn{call("sleep 300"), {Content: "done"}}},
 		&llmtest.Scenario{Name: "hog", Turns: []llmtest.Turn{
@@ -78,14 +79,7 @@ stop_background: true
 checks: [{run: "! pgrep -x sleep"}]
 `)
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 3})
 	got := summaryByName(sum)
 	for name, want := range map[string]runner.Reason{
 		"timeout": runner.ReasonTimeout, "oom": runner.ReasonOOM, "steps": runner.ReasonMaxSteps, "setup": runner.ReasonSetupFailed,

@@ -9,6 +9,7 @@ import (
 	"github.com/agentrun/agent/agent/provider"
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 )
@@ -24,24 +25,17 @@ func TestLiveEndpoint(t *testing.T) {
 	}
 	requireSandboxes(t)
 	ctx := ctxT(t, 20*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	suite, err := spec.Load(ctx, []string{filepath.Join(repoRoot, "tasks", "examples", "fizzbuzz", "task.yaml")},
 		spec.Options{Overrides: &spec.Config{Common: spec.Common{Model: spec.Ptr(provider.Custom + ":" + model)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: suite.Specs, Out: out, Concurrency: 1,
+	sum := runSuite(t, ctx, b, runner.Config{Specs: suite.Specs, Out: out, Concurrency: 1,
 		Models: &runner.Endpoints{Config: provider.Config{BaseURL: base, APIKey: key}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	res := taskResult(t, out, "fizzbuzz")
 	t.Logf("live %s: %s %s %s, %d steps, %d tokens", model, res.Status, res.Reason, res.Detail, res.Agent.Steps, res.Agent.Usage.TotalTokens)
 	if res.Agent == nil || res.Agent.Steps == 0 || res.Agent.Usage.TotalTokens == 0 {

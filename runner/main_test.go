@@ -11,7 +11,7 @@ import (
 
 	"github.com/agentrun/agent/agent/provider"
 	"github.com/agentrun/agent/internal/llmtest"
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 )
@@ -29,24 +29,11 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	var err error
-	if repoRoot, err = runnertest.RepoRoot(); err != nil {
+	if repoRoot, err = testenv.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if skipReason = runnertest.SkipReason(); skipReason != "" {
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "runner-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = runnertest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	return testenv.RunWithSandboxes(m, &agentBin, &skipReason)
 }
 
 func requireSandboxes(t testing.TB) {
@@ -60,6 +47,21 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// runSuite runs cfg on the backend b and returns the summary; the test fails if the run cannot
+// start or ends in an error.
+func runSuite(t testing.TB, ctx context.Context, b runner.Backend, cfg runner.Config) *runner.Summary {
+	t.Helper()
+	r, err := runner.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }
 
 // scripted returns models served by the scripted server: each task's model id names its scenario.

@@ -14,6 +14,7 @@ import (
 	"github.com/agentrun/agent/internal/fakenet"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/localbackend"
 	"github.com/agentrun/agent/runner/spec"
@@ -29,7 +30,7 @@ func TestNetworkModesRecorded(t *testing.T) {
 	requireSandboxes(t)
 	in := fakenet.New(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b, err := localbackend.Open(ctx, local.Config{DataDir: dd, Binary: agentBin,
 		Network: network.Config{Upstreams: []netip.AddrPort{in.Upstream()}}})
 	if err != nil {
@@ -40,7 +41,7 @@ func TestNetworkModesRecorded(t *testing.T) {
 			t.Errorf("closing the backend: %v", err)
 		}
 	})
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 
 	// Each command records curl's output and exit status in a file the checks read.
 	fetch := func(file, args string) string {

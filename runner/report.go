@@ -21,16 +21,7 @@ func Report(info *RunInfo, sum *Summary) string {
 		mark = "❌"
 	}
 	fmt.Fprintf(&b, "## %s agent run: %s\n\n", mark, head)
-	var parts []string
-	if sum.Failed > 0 {
-		parts = append(parts, fmt.Sprintf("%d failed", sum.Failed))
-	}
-	if sum.Error > 0 {
-		parts = append(parts, fmt.Sprintf("%d errored", sum.Error))
-	}
-	if sum.NotRun > 0 {
-		parts = append(parts, fmt.Sprintf("%d not run", sum.NotRun))
-	}
+	parts := sum.Shortfalls()
 	if sum.Interrupted {
 		parts = append(parts, "**interrupted** (finish it with `agent run --resume DIR`)")
 	}
@@ -252,4 +243,20 @@ func fmtInt(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// Shortfalls counts the task epochs that did not pass, by outcome, leaving out the outcomes none
+// had: "2 failed", "1 errored", "3 not run".
+func (sum *Summary) Shortfalls() []string {
+	var parts []string
+	if sum.Failed > 0 {
+		parts = append(parts, fmt.Sprintf("%d failed", sum.Failed))
+	}
+	if sum.Error > 0 {
+		parts = append(parts, fmt.Sprintf("%d errored", sum.Error))
+	}
+	if sum.NotRun > 0 {
+		parts = append(parts, fmt.Sprintf("%d not run", sum.NotRun))
+	}
+	return parts
 }

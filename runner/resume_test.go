@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/spec"
 )
@@ -23,26 +23,11 @@ import (
 func TestResumeRunsOnlyUnfinishedTasks(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 10*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	tasks := []string{"fizzbuzz", "loc-report", "log-errors", "slugify"} // the order they run in
-	models := map[string]string{}
-	var scenarios []*llmtest.Scenario
-	for _, task := range tasks {
-		sc, err := runnertest.LoadScenario(repoRoot, task, "m-"+task, llmtest.ShapeFragments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc.Latency = llmtest.Duration(100 * time.Millisecond)
-		scenarios = append(scenarios, sc)
-		models[task] = "custom:m-" + task
-	}
-	srv := llmtest.Start(t, scenarios...)
-	suite := t.TempDir()
-	if err := runnertest.CopySuite(filepath.Join(repoRoot, "tasks", "examples"), suite, models); err != nil {
-		t.Fatal(err)
-	}
+	suite, srv := runnertest.ReplaySuite(t, repoRoot, tasks, 100*time.Millisecond)
 	out := filepath.Join(t.TempDir(), "results")
 
 	// First session: interrupted once the second task is in the agent loop.
@@ -152,9 +137,9 @@ func TestResumeRunsOnlyUnfinishedTasks(t *testing.T) {
 func TestResumeWithMoreEpochs(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 5*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	file := filepath.Join(repoRoot, "tasks", "examples", "fizzbuzz", "task.yaml")
 	load := func(repeat int) []*spec.Spec {
 		s, err := spec.Load(ctx, []string{file}, spec.Options{Overrides: &spec.Config{Common: spec.Common{Repeat: spec.Ptr(repeat)}}})
@@ -208,9 +193,9 @@ func TestResumeWithMoreEpochs(t *testing.T) {
 func TestFailFast(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 5*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	var files []string
 	for _, task := range []string{"fizzbuzz", "log-errors", "slugify"} {
 		files = append(files, filepath.Join(repoRoot, "tasks", "examples", task, "task.yaml"))

@@ -14,6 +14,7 @@ import (
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -42,9 +43,9 @@ func wrongSolution(t *testing.T, name, task string) *llmtest.Scenario {
 func TestExampleSuiteScripted(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 15*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 
 	load := func(task, name string, shape llmtest.Shape) *llmtest.Scenario {
 		sc, err := runnertest.LoadScenario(repoRoot, task, name, shape)
@@ -81,7 +82,7 @@ func TestExampleSuiteScripted(t *testing.T) {
 		mu     sync.Mutex
 		events []runner.Event
 	)
-	r, err := runner.New(runner.Config{Specs: specs, Models: scripted(srv), Out: out, Concurrency: 2,
+	sum := runSuite(t, ctx, b, runner.Config{Specs: specs, Models: scripted(srv), Out: out, Concurrency: 2,
 		Observer: func(e runner.Event) {
 			if e.Type != runner.EventAgent {
 				mu.Lock()
@@ -89,13 +90,6 @@ func TestExampleSuiteScripted(t *testing.T) {
 				mu.Unlock()
 			}
 		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// Statuses and reasons.
 	want := map[string]struct {
@@ -289,22 +283,15 @@ func TestExampleSuiteScripted(t *testing.T) {
 func TestReplayExamples(t *testing.T) {
 	requireSandboxes(t)
 	ctx := ctxT(t, 15*time.Minute)
-	dd := runnertest.DataDir(t)
+	dd := localenv.DataDir(t)
 	b := runnertest.Backend(t, dd, agentBin, "")
-	runnertest.CheckLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	specs := loadSuite(t, filepath.Join(repoRoot, "tasks", "examples"))
 	if len(specs) < 8 {
 		t.Fatalf("%d example specs, want at least 8", len(specs))
 	}
 	out := filepath.Join(t.TempDir(), "results")
-	r, err := runner.New(runner.Config{Specs: specs, Models: &runner.Replays{Path: filepath.Join(repoRoot, "testdata", "transcripts")}, Out: out, Concurrency: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(ctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sum := runSuite(t, ctx, b, runner.Config{Specs: specs, Models: &runner.Replays{Path: filepath.Join(repoRoot, "testdata", "transcripts")}, Out: out, Concurrency: 2})
 	for _, task := range sum.Tasks {
 		if task.Status != runner.StatusPassed {
 			t.Errorf("%s: %s %s %s %+v", task.Name, task.Status, task.Reason, task.Detail, task.FailedChecks)

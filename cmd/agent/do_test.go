@@ -12,7 +12,7 @@ import (
 
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 // TestDoCopiesProducedFiles runs `agent do` with seed files: the steps stream to the terminal, the
@@ -20,8 +20,8 @@ import (
 // --out/.agent, and the exit code says the agent completed.
 func TestDoCopiesProducedFiles(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	srv := llmtest.Start(t, &llmtest.Scenario{Name: "m", APIKey: "k", Turns: []llmtest.Turn{
 		{Content: "Reading the notes.", ToolCalls: []llmtest.ToolCall{{Name: "read_file", Args: map[string]any{"path": "notes.txt"}}}},
 		{ToolCalls: []llmtest.ToolCall{
@@ -82,8 +82,8 @@ func TestDoCopiesProducedFiles(t *testing.T) {
 // with output, failing), /files, an agent turn that keeps the conversation, /model, /exit.
 func TestChatCommandsAndTurns(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	srv := llmtest.Start(t,
 		&llmtest.Scenario{Name: "first", Turns: []llmtest.Turn{
 			{ToolCalls: []llmtest.ToolCall{{Name: "write_file", Args: map[string]any{"path": "hello.py", "data": "print('hi from chat')\n"}}}},

@@ -136,25 +136,15 @@ func runEval(cmd *cobra.Command, f *evalFlags, args []string) error {
 	for _, m := range models {
 		o := *overrides
 		o.Model = spec.Ptr(m)
-		suite, err := spec.Load(ctx, args, spec.Options{
+		suite, err := loadSuite(ctx, args, spec.Options{
 			AllowOutside: f.allowOutside, ConfigFile: f.configFile, NoConfig: f.noConfig, Overrides: &o, Select: sel,
 		})
 		if err != nil {
-			if ctx.Err() != nil {
-				return &exitError{code: exitFailed, err: err}
-			}
-			return &exitError{code: exitUsage, err: err}
-		}
-		if len(suite.Specs) == 0 {
-			return usageError("no task selected: %d found, none matches --filter/--tags", suite.Discovered)
+			return err
 		}
 		run = suite.Run
 		if limiter == nil {
-			limit := run.MaxLLMConcurrency
-			if limit <= 0 {
-				limit = provider.DefaultMaxConcurrency
-			}
-			limiter = provider.NewLimiter(limit)
+			limiter = runLimiter(run)
 		}
 		pcfg, err := f.mf.providerConfig(run, limiter)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 // TestRunKeepFailed: `agent run --keep failed` keeps the failing task's sandbox and prints the
@@ -18,8 +19,8 @@ func TestRunKeepFailed(t *testing.T) {
 		t.Errorf("--keep sometimes: exit %d, stderr %q", r.code, r.stderr)
 	}
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	script, err := os.ReadFile(filepath.Join(repoRoot, "tasks", "examples", "slugify", "solution", "wrong.sh"))
 	if err != nil {
 		t.Fatal(err)

@@ -20,8 +20,8 @@ import (
 	"github.com/agentrun/agent/internal/leakcheck"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
-	"github.com/agentrun/agent/sandbox/local"
 )
 
 // TestRunResumeAfterSIGKILL kills `agent run` with SIGKILL while tasks run — one of them in a
@@ -33,17 +33,16 @@ import (
 func TestRunResumeAfterSIGKILL(t *testing.T) {
 	requireSandboxes(t)
 	in := fakenet.New(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
-	// The same scope as CheckLeaks, plus processes in the data dir's cgroups, compared right after
-	// gc (before the resume, whose backend would reclaim the rest too).
-	sc := runnertest.Scope(dd)
-	sc.ProcessCgroupPrefixes = []string{local.CgroupParentFor(dd) + "/"}
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
+	// The same scope as CheckLeaks, compared right after gc (before the resume, whose backend
+	// would reclaim the rest too).
+	sc := localenv.Scope(dd)
 	base, err := leakcheck.Take(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	networks := runnertest.NetworkResources(dd)
+	networks := localenv.NetworkResources(dd)
 
 	tasks := []string{"fix-median", "fizzbuzz", "log-errors", "slugify"}
 	models := map[string]string{}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/sandbox/serve/servetest"
 )
@@ -95,8 +95,8 @@ func TestRunMixesBackends(t *testing.T) {
 	for _, p := range []string{"E2B", "NOVITA"} {
 		env = append(env, p+"_API_KEY="+srv.APIKey, p+"_API_URL="+srv.URL, p+"_SANDBOX_URL="+srv.URL, p+"_DOMAIN=")
 	}
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	out := filepath.Join(t.TempDir(), "mixed")
 	r := runAgent(t, env, "run", "--sandbox", "local", "--data-dir", dd, "--replay", "testdata/transcripts", "--json", "-o", out, suite)
 	if r.code != 0 {

@@ -139,28 +139,18 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
-	suite, err := spec.Load(ctx, args, spec.Options{
+	suite, err := loadSuite(ctx, args, spec.Options{
 		AllowOutside: f.allowOutside, ConfigFile: f.configFile, NoConfig: f.noConfig, Overrides: overrides, Select: sel,
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return &exitError{code: exitFailed, err: err}
-		}
-		return &exitError{code: exitUsage, err: err}
-	}
-	if len(suite.Specs) == 0 {
-		return usageError("no task selected: %d found, none matches --filter/--tags", suite.Discovered)
+		return err
 	}
 
 	var models runner.Models
 	if f.mf.replay != "" {
 		models = &runner.Replays{Path: f.mf.replay}
 	} else {
-		limit := suite.Run.MaxLLMConcurrency
-		if limit <= 0 {
-			limit = provider.DefaultMaxConcurrency
-		}
-		pcfg, err := f.mf.providerConfig(suite.Run, provider.NewLimiter(limit))
+		pcfg, err := f.mf.providerConfig(suite.Run, runLimiter(suite.Run))
 		if err != nil {
 			return err
 		}
@@ -227,9 +217,7 @@ func runRun(cmd *cobra.Command, f *runFlags, args []string) error {
 		return &exitError{code: exitInternal, err: err}
 	}
 	if f.asJSON {
-		enc := json.NewEncoder(cmd.OutOrStdout())
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(sum); err != nil {
+		if err := writeIndentedJSON(cmd.OutOrStdout(), sum); err != nil {
 			return &exitError{code: exitInternal, err: err}
 		}
 	}
@@ -257,17 +245,7 @@ func checkModels(models runner.Models, specs []*spec.Spec) error {
 
 // printSummary prints the run's outcome and where its results are.
 func printSummary(w io.Writer, sum *runner.Summary, out string) {
-	var parts []string
-	parts = append(parts, fmt.Sprintf("%d passed", sum.Passed))
-	if sum.Failed > 0 {
-		parts = append(parts, fmt.Sprintf("%d failed", sum.Failed))
-	}
-	if sum.Error > 0 {
-		parts = append(parts, fmt.Sprintf("%d errored", sum.Error))
-	}
-	if sum.NotRun > 0 {
-		parts = append(parts, fmt.Sprintf("%d not run", sum.NotRun))
-	}
+	parts := append([]string{fmt.Sprintf("%d passed", sum.Passed)}, sum.Shortfalls()...)
 	d := (time.Duration(sum.DurationMS) * time.Millisecond).Round(100 * time.Millisecond)
 	fmt.Fprintf(w, "\n%s of %d task(s) in %s", strings.Join(parts, ", "), sum.Total, d)
 	if sum.Interrupted {
@@ -331,4 +309,30 @@ func sortedMapKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// loadSuite loads the task specs args name. A spec that does not load is a usage error (a failure
+// when ctx ended meanwhile), and so is a selection of no task.
+func loadSuite(ctx context.Context, args []string, o spec.Options) (*spec.Suite, error) {
+	suite, err := spec.Load(ctx, args, o)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &exitError{code: exitFailed, err: err}
+		}
+		return nil, &exitError{code: exitUsage, err: err}
+	}
+	if len(suite.Specs) == 0 {
+		return nil, usageError("no task selected: %d found, none matches --filter/--tags", suite.Discovered)
+	}
+	return suite, nil
+}
+
+// runLimiter caps the model calls in flight across a run: the run's max_llm_concurrency, or
+// provider.DefaultMaxConcurrency.
+func runLimiter(run spec.Run) *provider.Limiter {
+	limit := run.MaxLLMConcurrency
+	if limit <= 0 {
+		limit = provider.DefaultMaxConcurrency
+	}
+	return provider.NewLimiter(limit)
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/agentrun/agent/agent/transcript"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 )
 
@@ -34,22 +36,12 @@ func TestMain(m *testing.M) { os.Exit(testMain(m)) }
 
 func testMain(m *testing.M) int {
 	var err error
-	if repoRoot, err = runnertest.RepoRoot(); err != nil {
+	if repoRoot, err = testenv.RepoRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	skipReason = runnertest.SkipReason()
-	dir, err := os.MkdirTemp("", "agent-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = runnertest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	skipReason = testenv.SkipReason()
+	return testenv.RunWithAgent(m, &agentBin)
 }
 
 func requireSandboxes(t *testing.T) {
@@ -67,22 +59,11 @@ type result struct {
 // runAgent runs the binary in the repository's top directory and returns its exit code and output.
 func runAgent(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, args...)
+	cmd := exec.Command(agentBin, args...)
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	code := 0
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return result{code, stdout.String(), stderr.String()}
+	r := testenv.RunCmd(t, cmd, 10*time.Minute)
+	return result{r.Code, r.Stdout, r.Stderr}
 }
 
 func TestRunUsageErrorsExit2(t *testing.T) {
@@ -118,8 +99,8 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 // results cannot be written; --json prints the summary, --events jsonl streams events.
 func TestRunExitCodes(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	out := filepath.Join(t.TempDir(), "pass")
 	r := runAgent(t, nil, "run", "--data-dir", dd, "--replay", "testdata/transcripts", "--filter", "fizzbuzz,slugify", "--json", "-o", out, "tasks/examples")
 	if r.code != 0 {
@@ -184,25 +165,11 @@ func TestRunExitCodes(t *testing.T) {
 // sandbox is left behind.
 func TestRunResumeAfterSIGINT(t *testing.T) {
 	requireSandboxes(t)
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	tasks := []string{"fix-median", "fizzbuzz", "log-errors", "sales-report", "slugify"}
-	models := map[string]string{}
-	var scenarios []*llmtest.Scenario
-	for _, task := range tasks {
-		sc, err := runnertest.LoadScenario(repoRoot, task, "m-"+task, llmtest.ShapeFragments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc.Latency = llmtest.Duration(300 * time.Millisecond) // keeps tasks in flight long enough to interrupt
-		scenarios = append(scenarios, sc)
-		models[task] = "custom:m-" + task
-	}
-	srv := llmtest.Start(t, scenarios...)
-	suite := t.TempDir()
-	if err := runnertest.CopySuite(filepath.Join(repoRoot, "tasks", "examples"), suite, models); err != nil {
-		t.Fatal(err)
-	}
+	// The latency keeps tasks in flight long enough to interrupt.
+	suite, srv := runnertest.ReplaySuite(t, repoRoot, tasks, 300*time.Millisecond)
 	out := filepath.Join(t.TempDir(), "results")
 	args := []string{"run", "--data-dir", dd, "-j", "2", "-o", out, "--base-url", srv.URL(), "--api-key-env", "TEST_LLM_KEY", suite}
 	env := append(os.Environ(), "TEST_LLM_KEY=k")

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -294,14 +293,7 @@ func newSandboxExecCmd(lf *localFlags) *cobra.Command {
 		Short: "Run a command in a sandbox and exit with its status",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			code, err := execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: args[1:], User: user, Cwd: cwd, Env: envs, TTY: tty})
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
+			return execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: args[1:], User: user, Cwd: cwd, Env: envs, TTY: tty})
 		},
 	}
 	f := cmd.Flags()
@@ -322,22 +314,25 @@ func newSandboxShellCmd(lf *localFlags) *cobra.Command {
 			if !term.IsTerminal(int(os.Stdin.Fd())) {
 				return usageError("shell needs a terminal on stdin; use `agent sandbox exec` otherwise")
 			}
-			code, err := execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: []string{"/bin/bash", "-l"}, User: user, TTY: true})
-			if err != nil {
-				return err
-			}
-			if code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
+			return execIn(cmd.Context(), lf, args[0], local.ExecOpts{Args: []string{"/bin/bash", "-l"}, User: user, TTY: true})
 		},
 	}
 	cmd.Flags().StringVarP(&user, "user", "u", "", "run as root or user (default: the template's user)")
 	return cmd
 }
 
-// execIn runs a command through the OCI runtime with this process's stdio.
-func execIn(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) (int, error) {
+// execIn runs a command through the OCI runtime with this process's stdio; a non-zero exit status
+// (128+n for a signal) is an exitError carrying it.
+func execIn(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) error {
+	code, err := execCode(ctx, lf, id, o)
+	if err == nil && code != 0 {
+		return &exitError{code: code}
+	}
+	return err
+}
+
+// execCode runs the command for execIn and returns its exit status.
+func execCode(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) (int, error) {
 	b, err := lf.open(ctx, true)
 	if err != nil {
 		return -1, err
@@ -394,17 +389,7 @@ func newSandboxLsCmd(lf *localFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if infos == nil {
-					infos = []local.Info{}
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(infos)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tTEMPLATE\tRUNTIME\tSTATUS\tAGE\tEXPIRES IN\tMEMORY\tPIDS\tOOM")
-			for _, in := range infos {
+			return printList(cmd.OutOrStdout(), asJSON, infos, "ID\tTEMPLATE\tRUNTIME\tSTATUS\tAGE\tEXPIRES IN\tMEMORY\tPIDS\tOOM", func(in local.Info) string {
 				exp := "-"
 				if !in.Expires.IsZero() {
 					exp = time.Until(in.Expires).Truncate(time.Second).String()
@@ -421,10 +406,9 @@ func newSandboxLsCmd(lf *localFlags) *cobra.Command {
 				case !in.Owned:
 					status += " (orphan)"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", in.ID, in.Template, in.Runtime, status,
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d", in.ID, in.Template, in.Runtime, status,
 					time.Since(in.Created).Truncate(time.Second), exp, humanBytes(in.Stats.MemoryBytes), in.Stats.Pids, in.Stats.OOMKills)
-			}
-			return w.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -2,34 +2,22 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 // TestSandboxCLI drives `agent sandbox …` as a user would: create (with the watchdog enforcing the
 // timeout after create exits), ls, exec, kill, expiry, gc.
 func TestSandboxCLI(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("local sandboxes need root")
-	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		t.Skip("runc is not installed")
-	}
-	bin := filepath.Join(t.TempDir(), "agent")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	dd := t.TempDir()
-	for _, d := range []string{filepath.Dir(dd), dd} {
-		_ = os.Chmod(d, 0o711)
-	}
+	requireSandboxes(t)
+	dd := localenv.DataDir(t)
 	run := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(bin, append([]string{args[0], "--data-dir", dd}, args[1:]...)...)
+		cmd := exec.Command(agentBin, append([]string{args[0], "--data-dir", dd}, args[1:]...)...)
 		out, err := cmd.CombinedOutput()
 		code := 0
 		if ee, ok := err.(*exec.ExitError); ok {

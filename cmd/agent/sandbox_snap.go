@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -24,6 +25,35 @@ func usageIfNotFound(err error) error {
 	return err
 }
 
+// eachID runs fn for every id in turn, going on past failures, and joins their errors (a missing
+// sandbox or snapshot as a usage error).
+func eachID(ids []string, fn func(id string) error) error {
+	var errs []error
+	for _, id := range ids {
+		if err := fn(id); err != nil {
+			errs = append(errs, usageIfNotFound(err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// printList prints items as indented JSON (none as []) or as a table: header, then a row of
+// tab-separated cells per item.
+func printList[T any](out io.Writer, asJSON bool, items []T, header string, row func(T) string) error {
+	if asJSON {
+		if items == nil {
+			items = []T{}
+		}
+		return writeIndentedJSON(out, items)
+	}
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, it := range items {
+		fmt.Fprintln(w, row(it))
+	}
+	return w.Flush()
+}
+
 func newSandboxPauseCmd(lf *localFlags) *cobra.Command {
 	var note string
 	cmd := &cobra.Command{
@@ -41,15 +71,13 @@ Memory does not survive a reboot of the host; agent sandbox snapshot keeps the f
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, id := range args {
+			return eachID(args, func(id string) error {
 				if err := b.Keep(cmd.Context(), id, note); err != nil {
-					errs = append(errs, usageIfNotFound(err))
-					continue
+					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s paused (memory and processes kept, lifetime clock stopped); resume: agent sandbox resume %s\n", id, id)
-			}
-			return errors.Join(errs...)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().StringVar(&note, "note", "", "why it is kept (shown by ls --json)")
@@ -146,25 +174,14 @@ func newSnapshotLsCmd(lf *localFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				if snaps == nil {
-					snaps = []local.SnapshotInfo{}
-				}
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(snaps)
-			}
-			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tKIND\tSOURCE\tTEMPLATE\tAGE\tENTRIES\tSIZE\tUSED BY\tDIGEST")
-			for _, s := range snaps {
+			return printList(cmd.OutOrStdout(), asJSON, snaps, "ID\tKIND\tSOURCE\tTEMPLATE\tAGE\tENTRIES\tSIZE\tUSED BY\tDIGEST", func(s local.SnapshotInfo) string {
 				kind := s.Kind
 				if s.Auto {
 					kind += " (auto)"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s\n", s.ID, kind, s.Source, s.Template,
+				return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%s", s.ID, kind, s.Source, s.Template,
 					time.Since(s.Created).Truncate(time.Second), s.Entries, humanBytes(s.Bytes), len(s.UsedBy), s.Digest[:19])
-			}
-			return w.Flush()
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -181,13 +198,7 @@ func newSnapshotRmCmd(lf *localFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, id := range args {
-				if err := b.RemoveSnapshot(cmd.Context(), id); err != nil {
-					errs = append(errs, usageIfNotFound(err))
-				}
-			}
-			return errors.Join(errs...)
+			return eachID(args, func(id string) error { return b.RemoveSnapshot(cmd.Context(), id) })
 		},
 	}
 }
@@ -202,16 +213,15 @@ func newSnapshotVerifyCmd(lf *localFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var errs []error
-			for _, id := range args {
+			err = eachID(args, func(id string) error {
 				if err := b.VerifySnapshot(cmd.Context(), id); err != nil {
-					errs = append(errs, usageIfNotFound(err))
-					continue
+					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "%s: ok\n", id)
-			}
-			if len(errs) > 0 {
-				return &exitError{code: exitFailed, err: errors.Join(errs...)}
+				return nil
+			})
+			if err != nil {
+				return &exitError{code: exitFailed, err: err}
 			}
 			return nil
 		},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,28 +15,13 @@ import (
 
 	"github.com/agentrun/agent/internal/evaltest"
 	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 var agentBin, skipReason string
 
-func TestMain(m *testing.M) { os.Exit(run(m)) }
-
-func run(m *testing.M) int {
-	if skipReason = evaltest.SkipReason(); skipReason != "" {
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "agent-action-test-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if agentBin, err = evaltest.BuildAgent(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithSandboxes(m, &agentBin, &skipReason)) }
 
 // keyCheck is a check that fails when the sandbox holds the key anywhere a task could read it:
 // the environment of its commands, any process's environment (envd is PID 1), or files in the
@@ -122,27 +106,8 @@ func runActionAs(t *testing.T, u *testUser, bin, workspace, data string, inputs 
 		env = append(env, "INPUT_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_"))+"="+v)
 	}
 	cmd.Env = env
-	var so, se bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &so, &se
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		<-done
-		t.Fatalf("the action did not end in 5 minutes\n%s", se.String())
-	}
-	r := actionRun{stdout: so.String(), stderr: se.String(), outputs: map[string]string{}}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
+	res := testenv.RunCmd(t, cmd, 5*time.Minute)
+	r := actionRun{code: res.Code, stdout: res.Stdout, stderr: res.Stderr, outputs: map[string]string{}}
 	b, _ := os.ReadFile(summary)
 	r.summary = string(b)
 	b, _ = os.ReadFile(output)
@@ -164,7 +129,7 @@ func TestActionRun(t *testing.T) {
 	var rb [12]byte
 	rand.Read(rb[:])
 	key := "sk-action-" + hex.EncodeToString(rb[:])
-	data := evaltest.DataDir(t)
+	data := localenv.DataDir(t)
 	evaltest.CheckLeaks(t, data, agentBin)
 	good, bad := evaltest.Good("good"), evaltest.Bad("bad")
 	good.APIKey, bad.APIKey = key, key // a request without the key gets 401

@@ -1,107 +1,27 @@
 // Package evaltest holds what the end-to-end tests of `agent eval`, `agent report` and the GitHub
-// Action share: building the agent binary, a small task suite whose outcome depends on the model,
-// and scripted models (internal/llmtest) that pass, half-pass or never stop.
+// Action share: a leak check that covers the agent binary's processes, a small task suite whose
+// outcome depends on the model, and scripted models (internal/llmtest) that pass, half-pass or
+// never stop.
 package evaltest
 
 import (
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/agentrun/agent/internal/leakcheck"
 	"github.com/agentrun/agent/internal/llmtest"
-	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
-// SkipReason says why real sandboxes cannot run here ("" when they can).
-func SkipReason() string {
-	if os.Geteuid() != 0 {
-		return "local sandboxes need root (user namespaces, mounts, cgroups)"
-	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		return "runc is not installed (scripts/deps.sh installs it)"
-	}
-	return ""
-}
-
-// DataDir returns a fresh data directory for local sandboxes. Sandboxes' roots are unprivileged
-// host uids, so the directory and its parents must be traversable by others (t.TempDir's are
-// not); it is removed when the test ends.
-func DataDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "agent-eval-data-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// LeakScope is what a test's sandboxes could leave behind: mounts and cgroups of its data
-// directory, processes of its agent binary. Other sandboxes on a shared host are left out.
-func LeakScope(dataDir, agentBin string) leakcheck.Scope {
-	return leakcheck.Scope{
-		MountPrefixes:  []string{dataDir},
-		CgroupPrefixes: []string{strings.TrimPrefix(local.CgroupParentFor(dataDir), "/")},
-		ProcessMarkers: []string{agentBin},
-		DataDirs:       []string{filepath.Join(dataDir, "sandboxes")},
-		SkipNft:        true,
-	}
-}
-
-// CheckLeaks fails the test if, when it ends, anything of LeakScope remains that was not there
-// before. Loop devices are global on the host; only those backing files under dataDir count, so
-// other sandboxes on a shared host are not reported.
+// CheckLeaks fails the test if, when it ends, anything of the data directory's scope
+// (localenv.Scope) remains that was not there before, or a process of the agent binary agentBin:
+// `agent eval` runs it apart from the test.
 func CheckLeaks(t testing.TB, dataDir, agentBin string) {
 	t.Helper()
-	sc := LeakScope(dataDir, agentBin)
-	base, err := leakcheck.Take(sc)
-	if err != nil {
-		t.Fatalf("leakcheck baseline: %v", err)
-	}
-	t.Cleanup(func() {
-		var leaks []string
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			now, err := leakcheck.Take(sc)
-			if err != nil {
-				t.Errorf("leakcheck: %v", err)
-				return
-			}
-			leaks = leaks[:0]
-			for _, l := range base.Diff(now) {
-				if strings.HasPrefix(l, "loop device:") && !strings.Contains(l, dataDir) {
-					continue
-				}
-				leaks = append(leaks, l)
-			}
-			if len(leaks) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if len(leaks) > 0 {
-			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
-		}
-	})
-}
-
-// BuildAgent builds cmd/agent into dir and returns the binary's path.
-func BuildAgent(dir string) (string, error) {
-	bin := filepath.Join(dir, "agent")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/agentrun/agent/cmd/agent")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building the agent binary: %w", err)
-	}
-	return bin, nil
+	sc := localenv.Scope(dataDir)
+	sc.ProcessMarkers = append(sc.ProcessMarkers, agentBin)
+	leakcheck.Check(t, sc)
 }
 
 // Suite writes a two-task suite into dir and returns dir: hello (hello.txt must contain

@@ -154,16 +154,7 @@ func scenario(model string, t *transcript.Transcript, mode Mode, latency time.Du
 		sc.Loop = true
 		sc.Turns = []llmtest.Turn{{Content: "Let me look again.", ToolCalls: []llmtest.ToolCall{{Name: "list_files", Args: map[string]any{"path": "."}}}}}
 	default:
-		for _, msg := range t.Messages {
-			if msg.Role != "assistant" {
-				continue
-			}
-			turn := llmtest.Turn{Content: msg.Content}
-			for _, tc := range msg.ToolCalls {
-				turn.ToolCalls = append(turn.ToolCalls, llmtest.ToolCall{ID: tc.ID, Name: tc.Name, Arguments: tc.Arguments})
-			}
-			sc.Turns = append(sc.Turns, turn)
-		}
+		sc.Turns = llmtest.TranscriptTurns(t)
 	}
 	return sc
 }

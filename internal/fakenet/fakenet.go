@@ -38,6 +38,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/agentrun/agent/sandbox/local/network"
 )
 
 // Addresses of the fake internet.
@@ -487,33 +489,7 @@ func (in *Internet) listenPacket(a netip.AddrPort) (net.PacketConn, error) {
 	return pc, nil
 }
 
-func (in *Internet) inNS(f func() error) error { return InNetns(in.ns, f) }
-
-// InNetns runs f on an OS thread switched into ns (sockets made there belong to ns).
-func InNetns(ns netns.NsHandle, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, err) // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
+func (in *Internet) inNS(f func() error) error { return network.InNetns(in.ns, f) }
 
 // newNetns makes an anonymous network namespace and returns a handle on it.
 func newNetns() (netns.NsHandle, error) {

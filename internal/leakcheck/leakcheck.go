@@ -4,7 +4,6 @@
 package leakcheck
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/agentrun/agent/sandbox/local/mounts"
 )
 
 // Scope limits what a snapshot looks at, so unrelated activity on a shared host is not reported.
@@ -62,7 +63,7 @@ type Snapshot struct {
 func Take(sc Scope) (*Snapshot, error) {
 	s := &Snapshot{}
 	var err error
-	if s.Mounts, err = mounts(sc); err != nil {
+	if s.Mounts, err = mountPoints(sc); err != nil {
 		return nil, err
 	}
 	s.Cgroups = cgroupDirs(sc)
@@ -128,17 +129,30 @@ func (s *Snapshot) Diff(after *Snapshot) []string {
 	return out
 }
 
+// grace is how long a check waits for what is left to go: processes and mounts of a sandbox that
+// was just killed take a moment to disappear.
+const grace = 15 * time.Second
+
 // Check takes a baseline now and, at test cleanup, fails the test if anything in scope remains
-// that was not there before. Processes and mounts get a few seconds to go away.
+// that was not there before (after waiting up to grace for it to go).
 func Check(t testing.TB, sc Scope) {
+	t.Helper()
+	t.Cleanup(Baseline(t, sc))
+}
+
+// Baseline takes a baseline now and returns the check to call once everything the test made
+// should be gone: it fails the test if anything in scope remains that was not there before (after
+// waiting up to grace for it to go).
+func Baseline(t testing.TB, sc Scope) func() {
 	t.Helper()
 	base, err := Take(sc)
 	if err != nil {
 		t.Fatalf("leakcheck baseline: %v", err)
 	}
-	t.Cleanup(func() {
+	return func() {
+		t.Helper()
 		var leaks []string
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(grace)
 		for {
 			now, err := Take(sc)
 			if err != nil {
@@ -157,7 +171,7 @@ func Check(t testing.TB, sc Scope) {
 			}
 			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
 		}
-	})
+	}
 }
 
 func devOf(fi fs.FileInfo) uint64 {
@@ -179,50 +193,29 @@ func under(p string, prefixes []string) bool {
 	return false
 }
 
-func mounts(sc Scope) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+func mountPoints(sc Scope) ([]string, error) {
+	table, err := mounts.Table()
 	if err != nil {
-		return nil, fmt.Errorf("reading mountinfo: %w", err)
+		return nil, err
 	}
-	defer f.Close()
 	var out []string
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) < 10 {
-			continue
+	for _, m := range table {
+		if under(m.Point, sc.MountPrefixes) {
+			out = append(out, m.Point+" ("+m.FSType+")")
 		}
-		point := fields[4]
-		if !under(point, sc.MountPrefixes) {
-			continue
-		}
-		typ := ""
-		for i, x := range fields {
-			if x == "-" && i+1 < len(fields) {
-				typ = fields[i+1]
-			}
-		}
-		out = append(out, point+" ("+typ+")")
 	}
 	slices.Sort(out)
-	return out, s.Err()
+	return out, nil
 }
 
 func cgroupDirs(sc Scope) []string {
 	roots := map[string]bool{}
-	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		s.Buffer(make([]byte, 64<<10), 1<<20)
-		for s.Scan() {
-			fields := strings.Fields(s.Text())
-			for i, x := range fields {
-				if x == "-" && i+1 < len(fields) && (fields[i+1] == "cgroup" || fields[i+1] == "cgroup2") {
-					roots[fields[4]] = true
-				}
+	if table, err := mounts.Table(); err == nil {
+		for _, m := range table {
+			if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+				roots[m.Point] = true
 			}
 		}
-		f.Close()
 	}
 	var out []string
 	for root := range roots {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/agentrun/agent/agent/transcript"
 )
 
 func post(t *testing.T, url string, body any) *http.Response {
@@ -205,4 +207,21 @@ func TestNewServerAtRefusesNonLoopback(t *testing.T) {
 		t.Skipf("no IPv6 loopback: %v", err)
 	}
 	s.Close()
+}
+
+func TestTranscriptTurnsKeepTheModelsSide(t *testing.T) {
+	tr := &transcript.Transcript{Messages: []transcript.Message{
+		{Role: "system", Content: "be brief"},
+		{Role: "user", Content: "write a.txt"},
+		{Role: "assistant", Content: "Writing.", ToolCalls: []transcript.ToolCall{{ID: "c1", Name: "write_file", Arguments: `{"path":"a.txt"}`}}},
+		{Role: "tool", Content: "wrote 1 byte", ToolCallID: "c1"},
+		{Role: "assistant", Content: "Done."},
+	}}
+	turns := TranscriptTurns(tr)
+	if len(turns) != 2 || turns[0].Content != "Writing." || turns[1].Content != "Done." || len(turns[1].ToolCalls) != 0 {
+		t.Fatalf("turns: %+v", turns)
+	}
+	if c := turns[0].ToolCalls; len(c) != 1 || c[0].ID != "c1" || c[0].Name != "write_file" || c[0].Arguments != `{"path":"a.txt"}` {
+		t.Errorf("tool calls: %+v", c)
+	}
 }

@@ -1,8 +1,10 @@
 // Package stats holds the statistics of an evaluation: pass rates with a Wilson score interval,
-// the unbiased pass@k estimator, and quantiles of samples such as wall times.
+// the unbiased pass@k estimator, and quantiles of samples such as wall times (interpolated, for
+// reports, and by nearest rank, for benchmarks' p50/p99).
 package stats
 
 import (
+	"cmp"
 	"math"
 	"slices"
 )
@@ -87,3 +89,17 @@ func Median(xs []float64) (float64, bool) { return Quantile(xs, 0.5) }
 
 // P90 is Quantile(xs, 0.9).
 func P90(xs []float64) (float64, bool) { return Quantile(xs, 0.9) }
+
+// Percentile returns the p-th percentile (0 < p ≤ 100) of xs by nearest rank: the smallest sample
+// with at least p% of the samples at or below it, so always one of the samples (what benchmarks
+// report as p50 and p99). xs is not modified; no samples give the zero value.
+func Percentile[T cmp.Ordered](xs []T, p float64) T {
+	var zero T
+	if len(xs) == 0 || math.IsNaN(p) {
+		return zero
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	rank := int(math.Ceil(float64(len(s)) * p / 100))
+	return s[min(max(rank, 1), len(s))-1]
+}

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/big"
 	"testing"
+	"time"
 )
 
 func near(a, b, eps float64) bool { return math.Abs(a-b) <= eps }
@@ -124,5 +125,32 @@ func TestQuantile(t *testing.T) {
 	}
 	if _, ok := Median(nil); ok {
 		t.Error("median of nothing is ok")
+	}
+}
+
+func TestPercentileNearestRank(t *testing.T) {
+	xs := []float64{35, 15, 50, 20, 40}
+	for _, c := range []struct{ p, want float64 }{{5, 15}, {30, 20}, {40, 20}, {50, 35}, {99, 50}, {100, 50}, {0, 15}} {
+		if got := Percentile(xs, c.p); got != c.want {
+			t.Errorf("Percentile(%v) = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if xs[0] != 35 || xs[4] != 40 {
+		t.Error("Percentile reordered its input")
+	}
+	ds := []time.Duration{3, 1, 2}
+	if got := Percentile(ds, 50); got != 2 {
+		t.Errorf("median of durations = %v, want 2", got)
+	}
+	if got := Percentile([]time.Duration(nil), 99); got != 0 {
+		t.Errorf("percentile of nothing = %v, want 0", got)
+	}
+	// 60 samples: the 99th percentile is the 60th (ceil(59.4)), not the 59th.
+	many := make([]int, 60)
+	for i := range many {
+		many[i] = i + 1
+	}
+	if got := Percentile(many, 99); got != 60 {
+		t.Errorf("p99 of 1..60 = %v, want 60", got)
 	}
 }

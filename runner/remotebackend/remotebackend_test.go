@@ -17,6 +17,8 @@ import (
 	"github.com/agentrun/agent/internal/fakenet"
 	"github.com/agentrun/agent/internal/llmtest"
 	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/runner/remotebackend"
 	"github.com/agentrun/agent/runner/spec"
@@ -37,7 +39,7 @@ func TestMain(m *testing.M) { os.Exit(servetest.Main(m, &env)) }
 // same way everywhere: statuses, reasons, steps and the checks that pass and fail.
 func TestExampleSuiteSameOnEveryBackend(t *testing.T) {
 	srv := servetest.Start(t, &env, nil, nil)
-	root, err := runnertest.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +73,8 @@ func TestExampleSuiteSameOnEveryBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	dd := runnertest.DataDir(t)
-	runnertest.CheckLeaks(t, dd)
+	dd := localenv.DataDir(t)
+	localenv.CheckLeaks(t, dd)
 	backends := []runner.Backend{runnertest.Backend(t, dd, env.Binary, env.TemplateDir)}
 	for _, flavor := range []e2b.Flavor{e2b.FlavorE2B, e2b.FlavorNovita} {
 		p := strings.ToUpper(string(flavor))

@@ -6,13 +6,14 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox"
 )
 
@@ -20,10 +21,10 @@ import (
 // a bare fork+exec of /bin/true, and of `/bin/bash -l -c true` (what commands.run sends).
 
 func BenchmarkRunTrue(b *testing.B) {
-	e := startEnvd(b, envdOpts{})
+	e := startEnvd(b, testenv.EnvdOptions{})
 	c := e.client(b, nil)
 	ctx := context.Background()
-	for _, v := range runVariants(c, e.hostPath("home/user")) {
+	for _, v := range runVariants(c, e.HostPath("home/user")) {
 		b.Run(v.name, func(b *testing.B) {
 			for b.Loop() {
 				if err := v.run(ctx); err != nil {
@@ -35,7 +36,7 @@ func BenchmarkRunTrue(b *testing.B) {
 }
 
 func BenchmarkUpload(b *testing.B) {
-	e := startEnvd(b, envdOpts{})
+	e := startEnvd(b, testenv.EnvdOptions{})
 	c := e.client(b, nil)
 	ctx := context.Background()
 	for _, size := range []int64{1 << 20, 100 << 20} {
@@ -51,7 +52,7 @@ func BenchmarkUpload(b *testing.B) {
 }
 
 func BenchmarkDownload(b *testing.B) {
-	e := startEnvd(b, envdOpts{})
+	e := startEnvd(b, testenv.EnvdOptions{})
 	c := e.client(b, nil)
 	ctx := context.Background()
 	for _, size := range []int64{1 << 20, 100 << 20} {
@@ -129,14 +130,14 @@ func TestLatencyReport(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("ENVDCLIENT_BENCH_ITERS")); err == nil && v > 0 {
 		iters = v
 	}
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := context.Background()
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "### envd client round trips (%d runs each, same machine, same run)\n\n", iters)
 	sb.WriteString("| operation | p50 | p99 | p50 vs fork+exec /bin/true |\n|---|---|---|---|\n")
 	var base time.Duration
-	for _, v := range runVariants(c, e.hostPath("home/user")) {
+	for _, v := range runVariants(c, e.HostPath("home/user")) {
 		lat := make([]time.Duration, 0, iters)
 		for range iters {
 			t0 := time.Now()
@@ -145,7 +146,7 @@ func TestLatencyReport(t *testing.T) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		p50, p99 := percentile(lat, 50), percentile(lat, 99)
+		p50, p99 := stats.Percentile(lat, 50), stats.Percentile(lat, 99)
 		if v.name == "forkexec-true" {
 			base = p50
 		}
@@ -175,9 +176,9 @@ func TestLatencyReport(t *testing.T) {
 			name string
 			lat  []time.Duration
 		}{{"upload", up}, {"download", down}} {
-			p50 := percentile(m.lat, 50)
+			p50 := stats.Percentile(m.lat, 50)
 			fmt.Fprintf(&sb, "| %s %s | %d | %s | %.0f MiB/s | %s |\n", m.name, sizeName(size), runs, round(p50),
-				float64(size)/(1<<20)/p50.Seconds(), round(percentile(m.lat, 99)))
+				float64(size)/(1<<20)/p50.Seconds(), round(stats.Percentile(m.lat, 99)))
 		}
 	}
 	t.Log("\n" + sb.String())
@@ -186,14 +187,6 @@ func TestLatencyReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-// percentile is the nearest-rank percentile of d.
-func percentile(d []time.Duration, p int) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	return s[max(min(i, len(s))-1, 0)]
 }
 
 func round(d time.Duration) time.Duration {

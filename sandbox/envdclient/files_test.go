@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/testenv"
+
 	"connectrpc.com/connect"
 
 	"github.com/agentrun/agent/sandbox"
@@ -24,20 +26,20 @@ import (
 )
 
 func TestWriteFileAndOpen(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 
 	if err := c.WriteFile(ctx, "/home/user/dir/sub/a.txt", strings.NewReader("hello\n")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(e.hostPath("home/user/dir/sub/a.txt"))
+	got, err := os.ReadFile(e.HostPath("home/user/dir/sub/a.txt"))
 	if err != nil || string(got) != "hello\n" {
 		t.Fatalf("file on disk = %q, %v", got, err)
 	}
 	// Parents are created owned by the user.
 	var st syscallStat
-	if err := statOwner(e.hostPath("home/user/dir"), &st); err != nil || st.uid != 1000 {
+	if err := statOwner(e.HostPath("home/user/dir"), &st); err != nil || st.uid != 1000 {
 		t.Fatalf("parent dir owner = %+v, %v; want uid 1000", st, err)
 	}
 	r, err := c.Open(ctx, "/home/user/dir/sub/a.txt")
@@ -54,7 +56,7 @@ func TestWriteFileAndOpen(t *testing.T) {
 	if err := c.WriteFile(ctx, "dir/sub/a.txt", strings.NewReader("x")); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = os.ReadFile(e.hostPath("home/user/dir/sub/a.txt"))
+	got, _ = os.ReadFile(e.HostPath("home/user/dir/sub/a.txt"))
 	if string(got) != "x" {
 		t.Fatalf("relative write: file = %q", got)
 	}
@@ -62,7 +64,7 @@ func TestWriteFileAndOpen(t *testing.T) {
 	if err := c.WriteFile(ctx, "/home/user/empty", nil); err != nil {
 		t.Fatal(err)
 	}
-	if fi, err := os.Stat(e.hostPath("home/user/empty")); err != nil || fi.Size() != 0 {
+	if fi, err := os.Stat(e.HostPath("home/user/empty")); err != nil || fi.Size() != 0 {
 		t.Fatalf("empty file: %v, %v", fi, err)
 	}
 	// Names that need escaping in a multipart header survive.
@@ -70,13 +72,13 @@ func TestWriteFileAndOpen(t *testing.T) {
 	if err := c.WriteFile(ctx, odd, strings.NewReader("odd")); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := os.ReadFile(e.hostPath(`home/user/we"ird\name ü.txt`)); err != nil || string(got) != "odd" {
+	if got, err := os.ReadFile(e.HostPath(`home/user/we"ird\name ü.txt`)); err != nil || string(got) != "odd" {
 		t.Fatalf("odd name: %q, %v", got, err)
 	}
 }
 
 func TestOpenErrors(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 
@@ -114,7 +116,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestWriteFiles(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	rec := &recorder{next: newTransport(nil)}
 	c := e.client(t, func(cfg *Config) { cfg.Transport = rec })
 	ctx := ctxT(t, time.Minute)
@@ -131,7 +133,7 @@ func TestWriteFiles(t *testing.T) {
 	for host, want := range map[string]string{
 		"home/user/a.txt": "A", "home/user/d/e/b.txt": "BB", "home/user/rel/c.txt": "CCC", "tmp/empty": "",
 	} {
-		got, err := os.ReadFile(e.hostPath(host))
+		got, err := os.ReadFile(e.HostPath(host))
 		if err != nil || string(got) != want {
 			t.Errorf("%s = %q, %v; want %q", host, got, err, want)
 		}
@@ -167,7 +169,7 @@ func TestWriteFiles(t *testing.T) {
 }
 
 func TestFilesystemRPCs(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 
@@ -180,7 +182,7 @@ func TestFilesystemRPCs(t *testing.T) {
 	if err := c.WriteFile(ctx, "/home/user/p/f.txt", strings.NewReader("12345")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("f.txt", e.hostPath("home/user/p/link")); err != nil {
+	if err := os.Symlink("f.txt", e.HostPath("home/user/p/link")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -239,7 +241,7 @@ func TestFilesystemRPCs(t *testing.T) {
 	if err := c.Move(ctx, "/home/user/p/f.txt", "/home/user/p/q/g.txt"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(e.hostPath("home/user/p/q/g.txt")); err != nil {
+	if _, err := os.Stat(e.HostPath("home/user/p/q/g.txt")); err != nil {
 		t.Fatalf("moved file: %v", err)
 	}
 	if err := c.Move(ctx, "/home/user/p/none", "/home/user/p/x"); !errors.Is(err, sandbox.ErrNotFound) {
@@ -251,7 +253,7 @@ func TestFilesystemRPCs(t *testing.T) {
 	if _, err := c.Stat(ctx, "/home/user/p"); !errors.Is(err, sandbox.ErrNotFound) {
 		t.Fatalf("Stat after Remove: %v", err)
 	}
-	if _, err := os.Lstat(e.hostPath("home/user/p")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(e.HostPath("home/user/p")); !os.IsNotExist(err) {
 		t.Fatalf("removed tree still on disk: %v", err)
 	}
 	// As in envd, removing what is not there is not an error.
@@ -261,12 +263,12 @@ func TestFilesystemRPCs(t *testing.T) {
 }
 
 func TestGzipDownload(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	rec := &recorder{next: newTransport(nil)}
 	c := e.client(t, func(cfg *Config) { cfg.Transport = rec; cfg.CompressDownloads = true })
 	ctx := ctxT(t, time.Minute)
 	data := bytes.Repeat([]byte("compressible line of text\n"), 10000)
-	if err := os.WriteFile(e.hostPath("home/user/big.txt"), data, 0o644); err != nil {
+	if err := os.WriteFile(e.HostPath("home/user/big.txt"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, err := c.Open(ctx, "/home/user/big.txt")
@@ -356,7 +358,7 @@ func TestLargeFileRoundTrip(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100 MB transfer")
 	}
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, 5*time.Minute)
 	const size = 100 << 20
@@ -368,7 +370,7 @@ func TestLargeFileRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	upPeak := stop()
-	fi, err := os.Stat(e.hostPath("home/user/big.bin"))
+	fi, err := os.Stat(e.HostPath("home/user/big.bin"))
 	if err != nil || fi.Size() != size {
 		t.Fatalf("uploaded file: %v, %v", fi, err)
 	}
@@ -410,7 +412,7 @@ func (f *failingReader) Read(p []byte) (int, error) {
 }
 
 func TestWriteFileSourceError(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	err := c.WriteFile(ctx, "/home/user/broken", &failingReader{n: 1 << 20})
@@ -424,7 +426,7 @@ func TestWriteFileSourceError(t *testing.T) {
 }
 
 func TestWatch(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	if err := c.MakeDir(ctx, "/home/user/w/sub"); err != nil {
@@ -499,7 +501,7 @@ func expectEvent(t *testing.T, w sandbox.Watcher, name string, types ...sandbox.
 }
 
 func TestAccessToken(t *testing.T) {
-	e := startEnvd(t, envdOpts{token: "s3cret-token"})
+	e := startEnvd(t, testenv.EnvdOptions{Token: "s3cret-token"})
 	ctx := ctxT(t, time.Minute)
 	good := e.client(t, func(cfg *Config) { cfg.AccessToken = "s3cret-token" })
 	if err := good.WriteFile(ctx, "/home/user/t", strings.NewReader("t")); err != nil {
@@ -532,13 +534,13 @@ func TestAccessToken(t *testing.T) {
 			t.Errorf("%s: Health = %v", name, err)
 		}
 	}
-	if got, _ := os.ReadFile(e.hostPath("home/user/t")); string(got) != "t" {
+	if got, _ := os.ReadFile(e.HostPath("home/user/t")); string(got) != "t" {
 		t.Fatalf("unauthorized write changed the file: %q", got)
 	}
 }
 
 func TestHeaders(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	ctx := ctxT(t, time.Minute)
 	for _, prefix := range []string{DefaultHeaderPrefix, NovitaHeaderPrefix} {
 		rec := &recorder{next: newTransport(nil)}
@@ -606,7 +608,7 @@ func TestHeaders(t *testing.T) {
 }
 
 func TestUnixSocket(t *testing.T) {
-	e := startEnvd(t, envdOpts{unix: true})
+	e := startEnvd(t, testenv.EnvdOptions{Unix: true})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	if err := c.WriteFile(ctx, "/home/user/u.txt", strings.NewReader("over a socket")); err != nil {
@@ -622,14 +624,14 @@ func TestUnixSocket(t *testing.T) {
 	if err := c.Health(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.kill()
+	e.Kill()
 	if err := c.Health(ctx); !errors.Is(err, sandbox.ErrGone) {
 		t.Fatalf("Health after kill = %v, want ErrGone", err)
 	}
 }
 
 func TestMalformedRequests(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	// Malformed JSON to an RPC: invalid_argument, and envd keeps serving.
@@ -679,7 +681,7 @@ func TestMalformedRequests(t *testing.T) {
 type syscallStat struct{ uid, gid uint32 }
 
 func TestPollWatch(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	if err := c.MakeDir(ctx, "/home/user/pw/sub"); err != nil {

@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/sandbox"
 )
 
 func TestRun(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 
@@ -71,7 +72,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunExitError(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	res, err := c.Run(ctx, sandbox.Cmd{Shell: "echo out; echo err >&2; exit 3"})
@@ -92,7 +93,7 @@ func TestRunExitError(t *testing.T) {
 }
 
 func TestRunTimeout(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	res, err := c.Run(ctx, sandbox.Cmd{Shell: "echo started; sleep 30", Timeout: 700 * time.Millisecond})
@@ -120,7 +121,7 @@ func TestRunTimeout(t *testing.T) {
 }
 
 func TestRunContextCancelKills(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -142,7 +143,7 @@ func TestRunFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("1 GiB of output")
 	}
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, 5*time.Minute)
 	var seen atomic.Int64
@@ -169,7 +170,7 @@ func TestRunFlood(t *testing.T) {
 }
 
 func TestStartConnectBackground(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 
@@ -243,7 +244,7 @@ func TestStartConnectBackground(t *testing.T) {
 }
 
 func TestDisconnect(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	p, err := c.Start(ctx, sandbox.Cmd{Shell: "sleep 30"})
@@ -271,7 +272,7 @@ func TestDisconnect(t *testing.T) {
 }
 
 func TestStdin(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	var out lockedBuf
@@ -306,7 +307,7 @@ func TestStdin(t *testing.T) {
 }
 
 func TestSignals(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	p, err := c.Start(ctx, sandbox.Cmd{Argv: []string{"sleep", "30"}})
@@ -331,7 +332,7 @@ func TestSignals(t *testing.T) {
 }
 
 func TestPTY(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	var term lockedBuf
@@ -368,7 +369,7 @@ func TestPTY(t *testing.T) {
 }
 
 func TestEnvdGone(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	p, err := c.Start(ctx, sandbox.Cmd{Shell: "sleep 20"})
@@ -376,7 +377,7 @@ func TestEnvdGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	killPIDOnCleanup(t, p.PID())
-	e.kill()
+	e.Kill()
 	if _, err := p.Wait(ctx); !errors.Is(err, sandbox.ErrGone) {
 		t.Fatalf("Wait after envd died: %v, want ErrGone", err)
 	}
@@ -398,7 +399,7 @@ func TestEnvdGone(t *testing.T) {
 }
 
 func TestKeepaliveAndWatchdog(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	quick := func(cfg *Config) {
 		cfg.KeepaliveInterval = time.Second
 		cfg.StreamIdleTimeout = 3 * time.Second
@@ -431,8 +432,8 @@ func TestKeepaliveAndWatchdog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.stop()
-	defer e.cont()
+	e.Stop()
+	defer e.Cont()
 	if _, err := p.Wait(ctx); !errors.Is(err, sandbox.ErrGone) {
 		t.Fatalf("Wait on a frozen envd: %v, want ErrGone", err)
 	}
@@ -441,7 +442,7 @@ func TestKeepaliveAndWatchdog(t *testing.T) {
 	if err := w.Err(); !errors.Is(err, sandbox.ErrGone) {
 		t.Fatalf("watch on a frozen envd: %v, want ErrGone", err)
 	}
-	e.cont()
+	e.Cont()
 	// Thawed, envd answers again.
 	if err := c.Health(ctx); err != nil {
 		t.Fatalf("Health after thaw: %v", err)
@@ -449,7 +450,7 @@ func TestKeepaliveAndWatchdog(t *testing.T) {
 }
 
 func TestConnectionReuse(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	var dials atomic.Int32
 	addr := strings.TrimPrefix(e.URL, "http://")
 	c := e.client(t, func(cfg *Config) {
@@ -476,7 +477,7 @@ func TestConnectionReuse(t *testing.T) {
 }
 
 func TestSandboxEnv(t *testing.T) {
-	e := startEnvd(t, envdOpts{env: []string{"SANDBOX_WIDE=yes", "SHADOWED=sandbox"}})
+	e := startEnvd(t, testenv.EnvdOptions{Env: []string{"SANDBOX_WIDE=yes", "SHADOWED=sandbox"}})
 	c := e.client(t, nil)
 	ctx := ctxT(t, time.Minute)
 	env, err := c.Envs(ctx)
@@ -494,7 +495,7 @@ func TestSandboxEnv(t *testing.T) {
 }
 
 func TestStdinStream(t *testing.T) {
-	e := startEnvd(t, envdOpts{})
+	e := startEnvd(t, testenv.EnvdOptions{})
 	c := e.client(t, nil)
 	ctx := ctxT(t, 2*time.Minute)
 	p, err := c.Start(ctx, sandbox.Cmd{Shell: "cat > in.bin; echo stored", Stdin: true})
@@ -524,7 +525,7 @@ func TestStdinStream(t *testing.T) {
 	if err != nil || string(res.Stdout) != "stored\n" {
 		t.Fatalf("result %q, %v", res.Stdout, err)
 	}
-	got, err := os.ReadFile(e.hostPath("home/user/in.bin"))
+	got, err := os.ReadFile(e.HostPath("home/user/in.bin"))
 	if err != nil || len(got) != size {
 		t.Fatalf("stored %d bytes, %v", len(got), err)
 	}

@@ -13,38 +13,13 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/internal/leakcheck"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/local"
 )
 
 // scope is what a backend may touch on the host.
-func scope(b *local.Backend) leakcheck.Scope { return scopeAt(b.DataDir()) }
-
-// scopeAt is what a backend on the data dir dd may touch on the host.
-func scopeAt(dd string) leakcheck.Scope {
-	return leakcheck.Scope{
-		MountPrefixes:         []string{dd},
-		CgroupPrefixes:        []string{local.CgroupParentFor(dd) + "/"},
-		ProcessMarkers:        []string{dd},
-		ProcessCgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
-		DataDirs:              []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "runtime", "runc")},
-		// Network mode "none" creates no interface and no rule; the host-wide lists would only
-		// show other suites' network tests on a shared machine.
-		SkipLinks: true,
-		SkipNft:   true,
-		// uid ranges (host-wide registry) held for this data dir's sandboxes.
-		Extra: func() []string {
-			var out []string
-			ents, _ := os.ReadDir(local.DefaultSlotDir)
-			for _, e := range ents {
-				if b, err := os.ReadFile(filepath.Join(local.DefaultSlotDir, e.Name())); err == nil && strings.HasPrefix(string(b), dd+"/") {
-					out = append(out, "uid slot "+e.Name()+" "+string(b))
-				}
-			}
-			return out
-		},
-	}
-}
+func scope(b *local.Backend) leakcheck.Scope { return localenv.Scope(b.DataDir()) }
 
 func TestNoLeaksCreateKillCycles(t *testing.T) {
 	b := newBackend(t, nil)

@@ -380,15 +380,9 @@ func (b *Backend) Create(ctx context.Context, o Options) (*Sandbox, error) {
 // Get opens a sandbox created by any process. The returned handle does not own it: Close leaves it
 // running, Kill destroys it.
 func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
-	if !ValidID(id) {
-		return nil, fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	if s, err := b.ownedByID(id); err != nil || s != nil {
+		return s, err
 	}
-	b.mu.Lock()
-	if s, ok := b.owned[id]; ok {
-		b.mu.Unlock()
-		return s, nil
-	}
-	b.mu.Unlock()
 	rec, err := readRecord(b.paths(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("sandbox %s: %w", id, sandbox.ErrNotFound)
@@ -404,6 +398,17 @@ func (b *Backend) Get(ctx context.Context, id string) (*Sandbox, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// ownedByID checks id and returns the sandbox of that id this process owns (nil when it owns
+// none).
+func (b *Backend) ownedByID(id string) (*Sandbox, error) {
+	if !ValidID(id) {
+		return nil, fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.owned[id], nil
 }
 
 // Lookup reads one sandbox's record (no runtime call): cheap enough to poll.
@@ -464,13 +469,11 @@ func (b *Backend) List(ctx context.Context) ([]Info, error) {
 
 // Kill destroys the sandbox with the given id, whoever created it. A gone sandbox is not an error.
 func (b *Backend) Kill(ctx context.Context, id string) error {
-	if !ValidID(id) {
-		return fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	s, err := b.ownedByID(id)
+	if err != nil {
+		return err
 	}
-	b.mu.Lock()
-	s, ok := b.owned[id]
-	b.mu.Unlock()
-	if ok {
+	if s != nil {
 		return s.Kill(ctx)
 	}
 	return b.destroyByID(ctx, id)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
@@ -33,12 +35,8 @@ func run(m *testing.M) int {
 	if os.Getenv("AGENT_TEST_HELPER") == "create" {
 		return helperCreate()
 	}
-	if os.Geteuid() != 0 {
-		skipReason = "local sandboxes need root (user namespaces, mounts, cgroups)"
-		return m.Run()
-	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		skipReason = "runc is not installed (apt-get install runc)"
+	if skipReason = testenv.SkipReason(); skipReason != "" || testenv.Listing() {
+		// Listing runs no test: nothing to build (nor a debian template to start).
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "agent-local-test-bin-")
@@ -47,7 +45,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	agentBin = filepath.Join(dir, "agent")
 	probeBin = filepath.Join(dir, "probe")
 	pb := exec.Command("go", "build", "-o", probeBin, "github.com/agentrun/agent/sandbox/local/internal/probe")
 	pb.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -78,10 +75,8 @@ func run(m *testing.M) int {
 		}()
 		defer func() { cancel(); <-done }()
 	}
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/agentrun/agent/cmd/agent")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the agent binary:", err)
+	if agentBin, err = testenv.BuildAgent(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -131,14 +126,7 @@ func newBackend(t testing.TB, mod func(*local.Config)) *local.Backend {
 func tempDataDir(t testing.TB) string {
 	t.Helper()
 	requireRoot(t)
-	dd := t.TempDir()
-	// t.TempDir's parents are private; sandboxes' roots must traverse them.
-	for _, d := range []string{filepath.Dir(dd), dd} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dd
+	return localenv.DataDir(t)
 }
 
 // newBackendAt opens a backend on dd, closed (and garbage-collected) at cleanup.

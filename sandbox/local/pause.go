@@ -284,13 +284,11 @@ func (b *Backend) Pause(ctx context.Context, id string) error { return b.Keep(ct
 
 // Keep pauses and keeps the sandbox with the given id (see Sandbox.Keep); note says why.
 func (b *Backend) Keep(ctx context.Context, id, note string) error {
-	if !ValidID(id) {
-		return fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	s, err := b.ownedByID(id)
+	if err != nil {
+		return err
 	}
-	b.mu.Lock()
-	s, ok := b.owned[id]
-	b.mu.Unlock()
-	if ok {
+	if s != nil {
 		return s.Keep(ctx, note)
 	}
 	rec, err := readRecord(b.paths(id))
@@ -313,13 +311,11 @@ type ResumeOptions struct {
 // had created it: it is killed when its lifetime ends or the backend closes. A sandbox paused by a
 // live process that still owns it (Sandbox.Pause, not Keep) is that process's to resume.
 func (b *Backend) Resume(ctx context.Context, id string, o ResumeOptions) (*Sandbox, error) {
-	if !ValidID(id) {
-		return nil, fmt.Errorf("sandbox id %q: %w", id, sandbox.ErrInvalid)
+	s, err := b.ownedByID(id)
+	if err != nil {
+		return nil, err
 	}
-	b.mu.Lock()
-	s, ok := b.owned[id]
-	b.mu.Unlock()
-	if ok {
+	if s != nil {
 		return s, s.resume(ctx, o.Lifetime)
 	}
 	// Under the operation lock, so two processes cannot both take it over.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/internal/leakcheck"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/local"
 )
@@ -331,41 +332,12 @@ func TestKeepVisitGC(t *testing.T) {
 }
 
 // noLeaks takes a baseline of what backends on dd touch on the host and returns the check to call
-// once everything is gone (scopeAt plus the snapshot store). Network interfaces and nftables rules
-// are left out: these sandboxes have no network, and other tests of a shared host may change them.
+// once everything is gone (localenv.Scope plus the snapshot store).
 func noLeaks(t *testing.T, dd string) func() {
 	t.Helper()
-	sc := scopeAt(dd)
-	sc.SkipNft = true
+	sc := localenv.Scope(dd)
 	sc.DataDirs = append(sc.DataDirs, filepath.Join(dd, "snapshots"))
-	base, err := leakcheck.Take(sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return func() {
-		t.Helper()
-		var leaks []string
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			now, err := leakcheck.Take(sc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			leaks = leaks[:0]
-			for _, l := range base.Diff(now) {
-				if !strings.HasPrefix(l, "network interface:") {
-					leaks = append(leaks, l)
-				}
-			}
-			if len(leaks) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if len(leaks) > 0 {
-			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
-		}
-	}
+	return leakcheck.Baseline(t, sc)
 }
 
 func TestResumeKeptFromAnotherBackend(t *testing.T) {

@@ -4,13 +4,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentrun/agent/internal/leakcheck"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox/local"
 )
 
 func TestWarmPool(t *testing.T) {
 	dd := tempDataDir(t)
-	leakcheck.Check(t, scopeAt(dd)) // checked after the backend's cleanup: Close must kill the pool
+	localenv.CheckLeaks(t, dd) // checked after the backend's cleanup: Close must kill the pool
 	b := newBackendAt(t, dd, func(c *local.Config) { c.Pool = 2 })
 	ctx := ctxT(t, 2*time.Minute)
 	waitPooled := func(n int) {

@@ -315,15 +315,7 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 // one, moving its end later when the requested timeout reaches beyond it (never earlier), as E2B
 // does.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
-	if aerr != nil {
-		return aerr
-	}
-	t, aerr := decodeConnect(body, s.cfg.MaxLifetime)
-	if aerr != nil {
-		return aerr
-	}
-	resumed, aerr := s.resumeEntry(r.Context(), e, t)
+	resumed, t, aerr := s.resumeAsked(w, r, e)
 	if aerr != nil {
 		return aerr
 	}
@@ -339,15 +331,7 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request, e *entry) *apiE
 // resume is the legacy POST /sandboxes/{id}/resume (1.x SDKs): 201 when the sandbox was paused,
 // 409 when it runs.
 func (s *Server) resume(w http.ResponseWriter, r *http.Request, e *entry) *apiError {
-	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
-	if aerr != nil {
-		return aerr
-	}
-	t, aerr := decodeConnect(body, s.cfg.MaxLifetime)
-	if aerr != nil {
-		return aerr
-	}
-	resumed, aerr := s.resumeEntry(r.Context(), e, t)
+	resumed, _, aerr := s.resumeAsked(w, r, e)
 	if aerr != nil {
 		return aerr
 	}
@@ -356,6 +340,20 @@ func (s *Server) resume(w http.ResponseWriter, r *http.Request, e *entry) *apiEr
 	}
 	writeJSON(w, http.StatusCreated, s.sandboxBody(e))
 	return nil
+}
+
+// resumeAsked reads a connect or resume request's body and resumes e if it is paused, with the
+// timeout the body asks for; resumed is false when e was running.
+func (s *Server) resumeAsked(w http.ResponseWriter, r *http.Request, e *entry) (resumed bool, timeout time.Duration, aerr *apiError) {
+	body, aerr := readBody(w, r, s.cfg.MaxBodyBytes)
+	if aerr != nil {
+		return false, 0, aerr
+	}
+	if timeout, aerr = decodeConnect(body, s.cfg.MaxLifetime); aerr != nil {
+		return false, 0, aerr
+	}
+	resumed, aerr = s.resumeEntry(r.Context(), e, timeout)
+	return resumed, timeout, aerr
 }
 
 // resumeEntry resumes e if it is paused, with timeout to live; resumed is false when it was

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/internal/fakenet"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/envdclient"
 	"github.com/agentrun/agent/sandbox/local"
@@ -37,20 +39,7 @@ func run(m *testing.M) int {
 	if os.Geteuid() != 0 {
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "agent-security-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	agentBin = filepath.Join(dir, "agent")
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/agentrun/agent/cmd/agent")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the agent binary:", err)
-		return 1
-	}
-	return m.Run()
+	return testenv.RunWithAgent(m, &agentBin)
 }
 
 // outcome is what a scenario observed.
@@ -176,12 +165,7 @@ func TestBattery(t *testing.T) {
 		t.Skip("the battery runs real sandboxes: needs root")
 	}
 	in := fakenet.New(t)
-	dd := t.TempDir()
-	for _, d := range []string{filepath.Dir(dd), dd} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dd := localenv.DataDir(t)
 	hostDir := t.TempDir()
 	secret := fmt.Sprintf("host-secret-%d", time.Now().UnixNano())
 	if err := os.WriteFile(filepath.Join(hostDir, "secret.txt"), []byte(secret), 0o644); err != nil {

@@ -11,13 +11,10 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -46,14 +43,11 @@ func run() error {
 	keep := flag.String("out", "", "keep the results in this directory (default: a temporary one, removed)")
 	flag.Parse()
 
-	tmp, err := os.MkdirTemp("", "evalbench-")
+	tmp, remove, err := evaltest.Workdir("evalbench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer remove()
 	var models []string
 	for i := 1; i <= *nModels; i++ {
 		models = append(models, fmt.Sprintf("scripted-%d", i))
@@ -118,16 +112,13 @@ func measure(agentBin, suite, transcripts string, models []string, epochs int, l
 	defer rp.Close()
 	data := out + "-data"
 	defer os.RemoveAll(data)
-	cmd := exec.Command(agentBin, "eval", "--models", strings.Join(models, ","), "--repeat", fmt.Sprint(epochs),
+	start := time.Now()
+	err = evaltest.Eval(agentBin, "--models", strings.Join(models, ","), "--repeat", fmt.Sprint(epochs),
 		"--concurrency", fmt.Sprint(concurrency), "--base-url", rp.URL, "--no-stream", "--out", out,
 		"--data-dir", data, suite)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	start := time.Now()
-	err = cmd.Run()
 	wall := time.Since(start)
 	if err != nil {
-		return nil, fmt.Errorf("agent eval: %v\n%s", err, stderr.String())
+		return nil, err
 	}
 	res, err := results.Load(out, results.Limits{SkipContent: true})
 	if err != nil {

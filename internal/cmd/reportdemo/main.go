@@ -9,11 +9,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,14 +38,11 @@ func run() error {
 	keep := flag.String("out", "", "keep the evaluation's results here (default: removed)")
 	flag.Parse()
 
-	tmp, err := os.MkdirTemp("", "reportdemo-")
+	tmp, remove, err := evaltest.Workdir("reportdemo-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return err
-	}
+	defer remove()
 	out := *keep
 	if out == "" {
 		out = filepath.Join(tmp, "eval")
@@ -74,12 +69,10 @@ func run() error {
 		return err
 	}
 	defer rp.Close()
-	cmd := exec.Command(*agentBin, "eval", "--models", "scripted-strong,scripted-medium,scripted-weak", "--repeat", "2",
+	err = evaltest.Eval(*agentBin, "--models", "scripted-strong,scripted-medium,scripted-weak", "--repeat", "2",
 		"--base-url", rp.URL, "--no-stream", "--max-steps", "8", "--out", out, "--data-dir", filepath.Join(tmp, "data"), *suite)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("agent eval: %v\n%s", err, stderr.String())
+	if err != nil {
+		return err
 	}
 	page, err := filepath.Abs(filepath.Join(out, "report.html"))
 	if err != nil {

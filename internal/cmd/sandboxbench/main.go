@@ -10,7 +10,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"flag"
 	"fmt"
@@ -29,6 +28,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/agentrun/agent/internal/hostinfo"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/ocispec"
 	"github.com/agentrun/agent/sandbox/local/template"
@@ -102,7 +103,7 @@ func run(ctx context.Context, r *report, c benchConfig) error {
 		title = "Networked sandboxes (sandboxbench -sections network)"
 	}
 	r.printf("## %s\n\nMachine: %s, %d CPUs, %s, kernel %s. Date: %s. n=%d per row. Every figure in one run of the same binary on the same machine; on a shared machine, runs an hour apart differ by up to 2×, so compare rows within one run (the bare baseline is there for that).\n\n",
-		title, host, runtime.NumCPU(), memTotal(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
+		title, host, runtime.NumCPU(), fmt.Sprintf("%d GiB RAM", hostinfo.Meminfo("MemTotal")>>30), hostinfo.Kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), c.n)
 	open := func(rt string, pool int, tpl string) (*local.Backend, error) {
 		return local.New(ctx, local.Config{DataDir: c.dataDir, TemplateDir: c.templateDir, Binary: c.binary, Runtime: rt,
 			Pool: pool, PoolTemplate: tpl})
@@ -163,9 +164,9 @@ func createRows(ctx context.Context, r *report, c benchConfig, b0 *local.Backend
 			if err != nil {
 				return fmt.Errorf("bare %s run: %w", rt, err)
 			}
-			bareP50 := pct(bare, 50)
+			bareP50 := stats.Percentile(bare, 50)
 			row := func(mode string, lat []time.Duration) {
-				r.printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f× |\n", tn, rt, mode, ms(pct(lat, 50)), ms(pct(lat, 90)), ms(pct(lat, 99)), ms(pct(lat, 100)), ms(bareP50), ms(pct(lat, 50))/ms(bareP50))
+				r.printf("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f× |\n", tn, rt, mode, ms(stats.Percentile(lat, 50)), ms(stats.Percentile(lat, 90)), ms(stats.Percentile(lat, 99)), ms(stats.Percentile(lat, 100)), ms(bareP50), ms(stats.Percentile(lat, 50))/ms(bareP50))
 			}
 			b, err := open(rt, 0, tn)
 			if err != nil {
@@ -371,7 +372,7 @@ func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, 
 	for _, v := range variants {
 		cells := []string{}
 		for _, rt := range rts {
-			cells = append(cells, fmt.Sprintf("%.1f", ms(pct(lat[rt+v.name], 50))))
+			cells = append(cells, fmt.Sprintf("%.1f", ms(stats.Percentile(lat[rt+v.name], 50))))
 		}
 		r.printf("| %s | %s |\n", v.name, strings.Join(cells, " | "))
 	}
@@ -381,7 +382,7 @@ func specCosts(ctx context.Context, r *report, c benchConfig, b *local.Backend, 
 func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	r.printf("\n### Density: %d idle sandboxes (host template, runc, default limits)\n\n", n)
 	sync0()
-	before, slabBefore := memAvailable(), meminfo("Slab:")
+	before, slabBefore := hostinfo.Meminfo("MemAvailable"), hostinfo.Meminfo("Slab")
 	start := time.Now()
 	var all []*local.Sandbox
 	for i := 0; i < n; i++ {
@@ -397,7 +398,7 @@ func densityRun(ctx context.Context, r *report, b *local.Backend, n int) error {
 	created := time.Since(start)
 	time.Sleep(3 * time.Second)
 	sync0()
-	after, slabAfter := memAvailable(), meminfo("Slab:")
+	after, slabAfter := hostinfo.Meminfo("MemAvailable"), hostinfo.Meminfo("Slab")
 	var cg, pss int64
 	for _, s := range all {
 		cg += s.Stats().MemoryBytes
@@ -441,47 +442,6 @@ func sync0() {
 	exec.Command("sync").Run()
 	_ = os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 	time.Sleep(time.Second)
-}
-
-func memAvailable() int64 { return meminfo("MemAvailable:") }
-
-func memTotal() string { return fmt.Sprintf("%d GiB RAM", meminfo("MemTotal:")>>30) }
-
-func meminfo(key string) int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-func kernel() string {
-	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
-	return strings.TrimSpace(string(b))
-}
-
-func pct(d []time.Duration, p int) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := (len(s)*p + 99) / 100
-	if i < 1 {
-		i = 1
-	}
-	if i > len(s) {
-		i = len(s)
-	}
-	return s[i-1]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentrun/agent/internal/fakenet"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/network"
 )
@@ -77,11 +78,11 @@ func networkRows(ctx context.Context, r *report, c benchConfig) error {
 			}
 		}
 	}
-	none := pct(create[netModes[0].name], 50)
+	none := stats.Percentile(create[netModes[0].name], 50)
 	for _, m := range netModes {
 		l := create[m.name]
-		r.printf("| %s | %.1f | %.1f | %.1f | %.1f | %+.1f | %.1f | %.1f |\n", m.name, ms(pct(l, 50)), ms(pct(l, 90)), ms(pct(l, 99)), ms(pct(l, 100)),
-			ms(pct(l, 50))-ms(none), ms(pct(kill[m.name], 50)), ms(pct(kill[m.name], 99)))
+		r.printf("| %s | %.1f | %.1f | %.1f | %.1f | %+.1f | %.1f | %.1f |\n", m.name, ms(stats.Percentile(l, 50)), ms(stats.Percentile(l, 90)), ms(stats.Percentile(l, 99)), ms(stats.Percentile(l, 100)),
+			ms(stats.Percentile(l, 50))-ms(none), ms(stats.Percentile(kill[m.name], 50)), ms(stats.Percentile(kill[m.name], 99)))
 	}
 	r.printf("\nA networked create adds, before the runtime starts: an address lease (a file), a veth pair and its addresses (netlink), one nftables transaction for the sandbox's table, and the start of its egress helper (`agent netd`, which must answer before the create goes on); after `runc create`, moving the peer into the sandbox's namespace. A networked kill adds stopping the helper and deleting the table, link and lease.\n")
 

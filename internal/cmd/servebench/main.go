@@ -20,10 +20,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/e2b"
 	"github.com/agentrun/agent/sandbox/envdclient"
@@ -94,16 +94,7 @@ func run(binary, dataDir, jsDir string, sdks []string, n, warmup int) error {
 
 	// Baseline: the Go local backend, create → first command over its unix socket.
 	rows = append(rows, measure("Go local backend, direct (baseline)", n, warmup, func() (time.Duration, error) {
-		t0 := time.Now()
-		s, err := b.Create(ctx, local.Options{})
-		if err != nil {
-			return 0, err
-		}
-		defer s.Kill(context.WithoutCancel(ctx))
-		if _, err := s.Run(ctx, sandbox.Cmd{Shell: "true"}); err != nil {
-			return 0, err
-		}
-		return time.Since(t0), nil
+		return createAndRun(ctx, func() (sandbox.Sandbox, error) { return b.Create(ctx, local.Options{}) })
 	}))
 
 	// agent serve in this process, over the same backend.
@@ -134,16 +125,7 @@ func run(binary, dataDir, jsDir string, sdks []string, n, warmup int) error {
 	}
 	defer eb.Close()
 	rows = append(rows, measure("Go remote backend (sandbox/e2b) → agent serve", n, warmup, func() (time.Duration, error) {
-		t0 := time.Now()
-		s, err := eb.Create(ctx, e2b.CreateOptions{})
-		if err != nil {
-			return 0, err
-		}
-		defer s.Kill(context.WithoutCancel(ctx))
-		if _, err := s.Run(ctx, sandbox.Cmd{Shell: "true"}); err != nil {
-			return 0, err
-		}
-		return time.Since(t0), nil
+		return createAndRun(ctx, func() (sandbox.Sandbox, error) { return eb.Create(ctx, e2b.CreateOptions{}) })
 	}))
 
 	for _, pkg := range sdks {
@@ -161,7 +143,7 @@ func run(binary, dataDir, jsDir string, sdks []string, n, warmup int) error {
 			fmt.Printf("| %s | error: %v | | | |\n", r.name, r.err)
 			continue
 		}
-		p50, p99, mean := stats(r.ms)
+		p50, p99, mean := summarize(r.ms)
 		fmt.Printf("| %s | %.1f ms | %.1f ms | %.1f ms | %d |\n", r.name, p50, p99, mean, len(r.ms))
 	}
 	fmt.Println("\nEach iteration creates a sandbox (host template, runc), runs `true` to its end and then kills it (the kill is not timed). The rows share one data directory and one run; the baseline talks to envd over its unix socket, the others over HTTP on loopback through `agent serve`.")
@@ -231,15 +213,24 @@ func sdkVersion(jsDir, pkg string) string {
 	return p.Name + " " + p.Version
 }
 
-func stats(ms []float64) (p50, p99, mean float64) {
-	s := slices.Clone(ms)
-	slices.Sort(s)
-	pct := func(p float64) float64 {
-		i := int(p*float64(len(s)-1) + 0.5)
-		return s[min(i, len(s)-1)]
+// createAndRun times create → the first command (true) of a sandbox, which it then kills.
+func createAndRun(ctx context.Context, create func() (sandbox.Sandbox, error)) (time.Duration, error) {
+	t0 := time.Now()
+	s, err := create()
+	if err != nil {
+		return 0, err
 	}
-	for _, v := range s {
+	defer s.Kill(context.WithoutCancel(ctx))
+	if _, err := s.Run(ctx, sandbox.Cmd{Shell: "true"}); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// summarize returns the nearest-rank p50 and p99 of ms and their mean.
+func summarize(ms []float64) (p50, p99, mean float64) {
+	for _, v := range ms {
 		mean += v
 	}
-	return pct(0.50), pct(0.99), mean / float64(len(s))
+	return stats.Percentile(ms, 50), stats.Percentile(ms, 99), mean / float64(len(ms))
 }

@@ -33,6 +33,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentrun/agent/internal/hostinfo"
+	"github.com/agentrun/agent/report/stats"
 	"github.com/agentrun/agent/sandbox/local"
 )
 
@@ -76,7 +78,7 @@ func benchMain() int {
 	r := &report{w: os.Stdout}
 	r.printf("## Pause, resume, snapshots and forks (local sandboxes)\n\n")
 	r.printf("%s, %d CPUs, kernel %s, runtime runc, template host, %s. %s.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), kernel(), b.Cgroups().Mode, local.CheckCRIU(ctx).Summary())
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), hostinfo.Kernel(), b.Cgroups().Mode, local.CheckCRIU(ctx).Summary())
 	steps := []struct {
 		name string
 		f    func(context.Context, *report, *local.Backend, config) error
@@ -109,13 +111,7 @@ func (r *report) row(name string, d []time.Duration) {
 	}
 	s := slices.Clone(d)
 	slices.Sort(s)
-	r.printf("| %s | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n", name, len(s), ms(pct(s, 50)), ms(pct(s, 99)), ms(s[0]), ms(s[len(s)-1]))
-}
-
-// pct is the nearest-rank percentile of sorted durations.
-func pct(s []time.Duration, p int) time.Duration {
-	i := (len(s)*p + 99) / 100
-	return s[max(0, min(len(s)-1, i-1))]
+	r.printf("| %s | %d | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n", name, len(s), ms(stats.Percentile(s, 50)), ms(stats.Percentile(s, 99)), ms(s[0]), ms(s[len(s)-1]))
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -400,17 +396,4 @@ func killAll(ctx context.Context, ss []*local.Sandbox) {
 	for _, s := range ss {
 		_ = s.Kill(context.WithoutCancel(ctx))
 	}
-}
-
-func kernel() string {
-	var u syscall.Utsname
-	_ = syscall.Uname(&u)
-	var b []byte
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return string(b)
 }

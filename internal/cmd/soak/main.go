@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv"
 )
 
 func main() { os.Exit(soakMain()) }
@@ -61,7 +61,7 @@ func soakMain() int {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		return 2
 	}
-	root, err := runnertest.RepoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "soak:", err)
 		return 2

@@ -23,7 +23,7 @@ import (
 	"github.com/agentrun/agent/internal/fakenet"
 	"github.com/agentrun/agent/internal/leakcheck"
 	"github.com/agentrun/agent/internal/llmtest"
-	"github.com/agentrun/agent/internal/runnertest"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/sandbox/local"
 )
@@ -147,7 +147,7 @@ func (s *soak) run(ctx context.Context) (*result, error) {
 	}
 	defer s.canary.close()
 	res.before = s.settle()
-	s.scope = runnertest.Scope(s.cfg.dataDir)
+	s.scope = localenv.Scope(s.cfg.dataDir)
 	s.scope.ProcessCgroupPrefixes = []string{local.CgroupParentFor(s.cfg.dataDir) + "/"}
 	if s.base, err = leakcheck.Take(s.scope); err != nil {
 		return nil, fmt.Errorf("leak baseline: %w", err)

@@ -6,21 +6,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/sandbox/envd/spec/process"
 	"github.com/agentrun/agent/sandbox/envd/spec/process/processconnect"
 )
@@ -28,56 +24,13 @@ import (
 // agentBin is the real `agent` binary, built once for these tests.
 var agentBin string
 
-func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "initproc-test-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		goBin, err := exec.LookPath("go")
-		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		agentBin = filepath.Join(dir, "agent")
-		build := exec.Command(goBin, "build", "-o", agentBin, "github.com/agentrun/agent/cmd/agent")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building agent:", err)
-			return 1
-		}
-		return m.Run()
-	}()
-	os.Exit(code)
-}
-
-// syncBuffer collects a process's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithAgent(m, &agentBin)) }
 
 // sandboxInit is `agent envd` running as PID 1 of a new PID namespace.
 type sandboxInit struct {
-	cmd    *exec.Cmd
+	*testenv.Envd
 	pid    int // host pid of init
-	url    string
-	logs   *syncBuffer
 	client processconnect.ProcessClient
-	waited chan error
 }
 
 func startInit(t *testing.T) *sandboxInit {
@@ -85,88 +38,15 @@ func startInit(t *testing.T) *sandboxInit {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (PID namespaces)")
 	}
-	dir := t.TempDir()
-	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write := func(p, s string) {
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n")
-	write("etc/group", "root:x:0:\nuser:x:1000:\n")
-	if err := os.MkdirAll(filepath.Join(dir, "home/user"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(filepath.Join(dir, "home/user"), 1000, 1000); err != nil {
-		t.Fatal(err)
-	}
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lnFile, err := ln.(*net.TCPListener).File()
-	ln.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lnFile.Close()
-
-	logs := &syncBuffer{}
-	cmd := exec.Command(agentBin, "--log-level", "info", "envd", "--listen-fd", "3", "--root", dir)
-	cmd.ExtraFiles = []*os.File{lnFile}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{
+	e := testenv.StartEnvd(t, agentBin, testenv.EnvdOptions{LogLevel: "info", SysProcAttr: &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
 		Pdeathsig:  syscall.SIGKILL,
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	si := &sandboxInit{cmd: cmd, pid: cmd.Process.Pid, url: "http://" + ln.Addr().String(), logs: logs, waited: make(chan error, 1)}
-	go func() { si.waited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-si.waited
-		if t.Failed() {
-			t.Logf("envd logs:\n%s", logs.String())
-		}
-	})
+	}})
+	si := &sandboxInit{Envd: e, pid: e.Pid()}
 	hc := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Minute}
 	t.Cleanup(hc.CloseIdleConnections)
-	si.client = processconnect.NewProcessClient(hc, si.url, connect.WithProtoJSON(), connect.WithAcceptCompression("gzip", nil, nil))
-	si.waitHealthy(t)
+	si.client = processconnect.NewProcessClient(hc, si.URL, connect.WithProtoJSON(), connect.WithAcceptCompression("gzip", nil, nil))
 	return si
-}
-
-func (si *sandboxInit) waitHealthy(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(si.url + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return
-			}
-		}
-		select {
-		case err := <-si.waited:
-			t.Fatalf("init exited: %v\n%s", err, si.logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("envd not healthy: %v\n%s", err, si.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // nsProc is a process of the init's PID namespace, seen from the host.
@@ -329,15 +209,15 @@ func TestPID1RestartsServer(t *testing.T) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if strings.Contains(si.logs.String(), "server exited unexpectedly") && strings.Count(si.logs.String(), "server started") >= 2 {
+		if strings.Contains(si.Log.String(), "server exited unexpectedly") && strings.Count(si.Log.String(), "server started") >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("server not restarted:\n%s", si.logs.String())
+			t.Fatalf("server not restarted:\n%s", si.Log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	si.waitHealthy(t)
+	si.WaitHealthy(t)
 	if now := si.server(t); now.hostPID == old.hostPID {
 		t.Fatal("same server")
 	}
@@ -375,15 +255,14 @@ func TestPID1StopsOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-si.waited:
-		si.waited <- err // for the cleanup
-		if err != nil {
-			t.Fatalf("init exited with %v, want 0\n%s", err, si.logs.String())
+	case <-si.Exited():
+		if err := si.ExitErr(); err != nil {
+			t.Fatalf("init exited with %v, want 0\n%s", err, si.Log.String())
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("init did not stop:\n%s", si.logs.String())
+		t.Fatalf("init did not stop:\n%s", si.Log.String())
 	}
-	logs := si.logs.String()
+	logs := si.Log.String()
 	for _, want := range []string{"signal forwarded by init", "stopping", "server stopped"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
@@ -427,7 +306,7 @@ func TestServerMemoryBoundedUnderFlood(t *testing.T) {
 	// The binary codec keeps the test fast; the buffering is the same for JSON.
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
-	client := processconnect.NewProcessClient(hc, si.url, connect.WithAcceptCompression("gzip", nil, nil))
+	client := processconnect.NewProcessClient(hc, si.URL, connect.WithAcceptCompression("gzip", nil, nil))
 	f := false
 	s, err := client.Start(ctx, connect.NewRequest(&process.StartRequest{
 		Process: &process.ProcessConfig{Cmd: "head", Args: []string{"-c", strconv.Itoa(1 << 30), "/dev/zero"}}, Stdin: &f,

@@ -5,7 +5,6 @@
 package cgroups
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/agentrun/agent/sandbox/local/mounts"
 )
 
 // Mode is the host's cgroup layout.
@@ -41,46 +42,28 @@ type Host struct {
 
 // Detect reads /proc/self/mountinfo to find the cgroup hierarchies.
 func Detect() (*Host, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	table, err := mounts.Table()
 	if err != nil {
-		return nil, fmt.Errorf("reading mountinfo: %w", err)
+		return nil, err
 	}
-	defer f.Close()
 	h := &Host{V1: map[string]string{}}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+3 >= len(fields) || len(fields) < 5 {
-			continue
-		}
-		point, fstype, super := fields[4], fields[sep+1], fields[sep+3]
-		switch fstype {
+	for _, m := range table {
+		switch m.FSType {
 		case "cgroup2":
 			if h.Unified == "" {
-				h.Unified = point
+				h.Unified = m.Point
 			}
 		case "cgroup":
-			for _, o := range strings.Split(super, ",") {
+			for _, o := range strings.Split(m.SuperOptions, ",") {
 				switch o {
 				case "rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexec", "xattr", "clone_children":
 					continue
 				}
 				if _, seen := h.V1[o]; !seen {
-					h.V1[o] = point
+					h.V1[o] = m.Point
 				}
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading mountinfo: %w", err)
 	}
 	if h.Unified != "" {
 		if b, err := os.ReadFile(filepath.Join(h.Unified, "cgroup.controllers")); err == nil {

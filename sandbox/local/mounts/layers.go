@@ -9,7 +9,7 @@ import (
 
 // OverlayLayers mounts an overlay at target with several read-only lower layers, topmost first,
 // and upper/work directories (a sandbox created from a snapshot: the snapshot's layer over the
-// template). Like Overlay it is nodev and volatile where the kernel allows.
+// template). It is nodev and volatile where the kernel allows.
 func OverlayLayers(lowers []string, upper, work, target string) error {
 	if len(lowers) == 0 {
 		return fmt.Errorf("overlay at %s: no lower layer", target)
@@ -20,8 +20,10 @@ func OverlayLayers(lowers []string, upper, work, target string) error {
 		}
 	}
 	lower := strings.Join(lowers, ":")
+	// volatile: the upper layer dies with the sandbox, so overlay need not sync it.
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,volatile", lower, upper, work)
 	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err != nil {
+		// Kernels before 5.10 lack volatile; retry with the essentials.
 		opts = fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
 		if err2 := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err2 != nil {
 			return fmt.Errorf("mounting overlay at %s: %w", target, err2)

@@ -118,21 +118,7 @@ func BindReadOnly(source, target string) error {
 // The mount is nosuid-free on purpose (sandbox sudo works) but nodev: no device node in the layers is
 // usable.
 func Overlay(lower, upper, work, target string) error {
-	for _, p := range []string{lower, upper, work} {
-		if strings.ContainsAny(p, ",:") {
-			return fmt.Errorf("overlay layer path %q contains ',' or ':'", p)
-		}
-	}
-	// volatile: the upper layer dies with the sandbox, so overlay need not sync it.
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s,volatile", lower, upper, work)
-	if err := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err != nil {
-		// Kernels before 5.10 lack volatile; retry with the essentials.
-		opts = fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lower, upper, work)
-		if err2 := unix.Mount("overlay", target, "overlay", unix.MS_NODEV, opts); err2 != nil {
-			return fmt.Errorf("mounting overlay at %s: %w", target, err2)
-		}
-	}
-	return nil
+	return OverlayLayers([]string{lower}, upper, work, target)
 }
 
 // Detach lazily unmounts target (used for the lower layer's attachment point once the overlay holds
@@ -151,6 +137,8 @@ type Mount struct {
 	Point      string
 	FSType     string
 	Source     string
+	// SuperOptions are the filesystem's own options (for cgroup v1, its controllers).
+	SuperOptions string
 }
 
 // Table reads the calling process's mount table.
@@ -177,6 +165,9 @@ func Table() ([]Mount, error) {
 			if fields[i] == "-" && i+2 < len(fields) {
 				m.FSType = fields[i+1]
 				m.Source = unescape(fields[i+2])
+				if i+3 < len(fields) {
+					m.SuperOptions = fields[i+3]
+				}
 				break
 			}
 		}

@@ -217,7 +217,7 @@ func attachPeer(st *state, pid int) error {
 	if err := h.LinkSetName(l, "eth0"); err != nil {
 		return fmt.Errorf("renaming the sandbox link: %w", err)
 	}
-	if err := inNetns(ns, func() error {
+	if err := InNetns(ns, func() error {
 		return os.WriteFile("/proc/sys/net/ipv6/conf/eth0/disable_ipv6", []byte("1\n"), 0o644)
 	}); err != nil {
 		return fmt.Errorf("disabling IPv6 in the sandbox: %w", err)
@@ -238,9 +238,9 @@ func attachPeer(st *state, pid int) error {
 	return nil
 }
 
-// inNetns runs f on an OS thread switched into ns (for /proc/sys/net, which shows the network
-// namespace of the thread that opens it).
-func inNetns(ns netns.NsHandle, f func() error) error {
+// InNetns runs f on an OS thread switched into ns: sockets made there belong to ns, and
+// /proc/sys/net shows the network namespace of the thread that opens it.
+func InNetns(ns netns.NsHandle, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

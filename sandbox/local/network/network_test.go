@@ -122,7 +122,7 @@ func startSandbox(t *testing.T, m *network.Manager, policy string) *fakeSandbox 
 
 func (s *fakeSandbox) in(t *testing.T, f func() error) error {
 	t.Helper()
-	return fakenet.InNetns(s.ns, f)
+	return network.InNetns(s.ns, f)
 }
 
 // dial connects from inside the sandbox.

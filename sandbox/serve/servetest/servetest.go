@@ -13,13 +13,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/agentrun/agent/internal/leakcheck"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/serve"
 )
@@ -45,12 +44,7 @@ func Main(m *testing.M, env *Env) int {
 			return m.Run()
 		}
 	}
-	if os.Geteuid() != 0 {
-		env.SkipReason = "local sandboxes need root (user namespaces, mounts, cgroups)"
-		return m.Run()
-	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		env.SkipReason = "runc is not installed (apt-get install runc)"
+	if env.SkipReason = testenv.SkipReason(); env.SkipReason != "" {
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "agent-servetest-")
@@ -59,12 +53,9 @@ func Main(m *testing.M, env *Env) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	env.Binary = filepath.Join(dir, "agent")
 	env.TemplateDir = filepath.Join(dir, "templates")
-	build := exec.Command("go", "build", "-o", env.Binary, "github.com/agentrun/agent/cmd/agent")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the agent binary:", err)
+	if env.Binary, err = testenv.BuildAgent(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
@@ -98,16 +89,10 @@ func StartWith(t testing.TB, env *Env, localMod func(*local.Config), mod func(*s
 	if env.SkipReason != "" {
 		t.Skip(env.SkipReason)
 	}
-	dd := t.TempDir()
-	// t.TempDir's parents are private; sandboxes' roots must traverse them.
-	for _, d := range []string{filepath.Dir(dd), dd} {
-		if err := os.Chmod(d, 0o711); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dd := localenv.DataDir(t)
 	// Registered before the server's teardown, so it checks after it: no mount, cgroup, process,
 	// loop device or sandbox state of this data directory may remain.
-	checkLeaks(t, dd)
+	localenv.CheckLeaks(t, dd)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	lvl := slog.LevelWarn
@@ -175,49 +160,4 @@ func StartWith(t testing.TB, env *Env, localMod func(*local.Config), mod func(*s
 		}
 	})
 	return &Server{URL: "http://" + ln.Addr().String(), APIKey: key, Serve: srv, Local: b, Requests: counter}
-}
-
-// checkLeaks takes a snapshot of the host resources of data directory dd now and, at cleanup,
-// fails the test if any is left. Loop devices and network interfaces are host-wide: only loop
-// devices backed by a file under dd count (other tests on the host come and go meanwhile).
-func checkLeaks(t testing.TB, dd string) {
-	t.Helper()
-	sc := leakcheck.Scope{
-		MountPrefixes:  []string{dd},
-		CgroupPrefixes: []string{local.CgroupParentFor(dd) + "/"},
-		ProcessMarkers: []string{dd},
-		DataDirs:       []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "slots")},
-		SkipNft:        true,
-	}
-	base, err := leakcheck.Take(sc)
-	if err != nil {
-		t.Fatalf("leak check baseline: %v", err)
-	}
-	t.Cleanup(func() {
-		var leaks []string
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			now, err := leakcheck.Take(sc)
-			if err != nil {
-				t.Errorf("leak check: %v", err)
-				return
-			}
-			leaks = leaks[:0]
-			for _, l := range base.Diff(now) {
-				switch {
-				case strings.HasPrefix(l, "network interface: "):
-				case strings.HasPrefix(l, "loop device: ") && !strings.Contains(l, dd):
-				default:
-					leaks = append(leaks, l)
-				}
-			}
-			if len(leaks) == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if len(leaks) > 0 {
-			t.Errorf("leaked host resources:\n  %s", strings.Join(leaks, "\n  "))
-		}
-	})
 }

@@ -5,45 +5,22 @@ package envdtest
 
 import (
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"testing"
 
+	"github.com/agentrun/agent/internal/testenv"
 	"github.com/agentrun/agent/sandbox/envd"
 )
 
 // UserUID and UserGID are the ids of the world's "user" account.
 const (
-	UserUID = 1000
-	UserGID = 1000
+	UserUID = testenv.UserUID
+	UserGID = testenv.UserGID
 )
 
-// NewWorld creates a world directory (removed after the test) with /etc/passwd and /etc/group
-// naming root and user, and their homes. The user's home is owned by the user when the test runs
-// as root.
+// NewWorld creates a world directory (removed after the test): testenv.World.
 func NewWorld(t testing.TB) string {
 	t.Helper()
-	w := filepath.Join(t.TempDir(), "world")
-	for _, d := range []string{"etc", "root", "home/user", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(w, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	files := map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/bash\nuser:x:1000:1000:user:/home/user:/bin/bash\n",
-		"etc/group":  "root:x:0:\nuser:x:1000:\n",
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(w, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if os.Geteuid() == 0 {
-		if err := os.Chown(filepath.Join(w, "home/user"), UserUID, UserGID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return w
+	return testenv.World(t)
 }
 
 // Start runs envd with cfg (Root defaults to a NewWorld) behind an httptest server on loopback.

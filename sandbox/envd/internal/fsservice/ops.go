@@ -14,17 +14,13 @@ import (
 
 // Stat describes a path without following a final symlink.
 func (s *Service) Stat(ctx context.Context, req *connect.Request[filesystem.StatRequest]) (*connect.Response[filesystem.StatResponse], error) {
-	r, err := s.caller(ctx)
+	_, p, err := s.resolve(ctx, req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}
-	p, err := r.abs(req.Msg.GetPath())
+	info, err := s.info(p)
 	if err != nil {
 		return nil, err
-	}
-	info, err := s.entries().info(p)
-	if err != nil {
-		return nil, toConnect(err)
 	}
 	return connect.NewResponse(&filesystem.StatResponse{Entry: info}), nil
 }
@@ -32,11 +28,7 @@ func (s *Service) Stat(ctx context.Context, req *connect.Request[filesystem.Stat
 // MakeDir creates a directory and its missing parents, all owned by the caller. An existing
 // directory is already_exists; an existing non-directory is invalid_argument.
 func (s *Service) MakeDir(ctx context.Context, req *connect.Request[filesystem.MakeDirRequest]) (*connect.Response[filesystem.MakeDirResponse], error) {
-	r, err := s.caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := r.abs(req.Msg.GetPath())
+	r, p, err := s.resolve(ctx, req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -56,9 +48,9 @@ func (s *Service) MakeDir(ctx context.Context, req *connect.Request[filesystem.M
 	if !created {
 		return nil, errf(connect.CodeAlreadyExists, "directory already exists: %s", p)
 	}
-	info, err := s.entries().info(p)
+	info, err := s.info(p)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	return connect.NewResponse(&filesystem.MakeDirResponse{Entry: info}), nil
 }
@@ -66,11 +58,7 @@ func (s *Service) MakeDir(ctx context.Context, req *connect.Request[filesystem.M
 // Move renames source to destination, creating the destination's missing parents for the caller.
 // A symlink is moved, not its target.
 func (s *Service) Move(ctx context.Context, req *connect.Request[filesystem.MoveRequest]) (*connect.Response[filesystem.MoveResponse], error) {
-	r, err := s.caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	src, err := r.abs(req.Msg.GetSource())
+	r, src, err := s.resolve(ctx, req.Msg.GetSource())
 	if err != nil {
 		return nil, err
 	}
@@ -82,10 +70,7 @@ func (s *Service) Move(ctx context.Context, req *connect.Request[filesystem.Move
 		return nil, errf(connect.CodeInvalidArgument, "cannot move the root directory")
 	}
 	if _, err := s.cfg.Root.Lstat(src); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errf(connect.CodeNotFound, "source file not found: %s", src)
-		}
-		return nil, toConnect(err)
+		return nil, notFoundOr(err, "source file not found: %s", src)
 	}
 	if _, err := s.cfg.Root.MkdirAll(path.Dir(dst), 0o755, r.uid, r.gid); err != nil {
 		return nil, toConnect(err)
@@ -93,9 +78,9 @@ func (s *Service) Move(ctx context.Context, req *connect.Request[filesystem.Move
 	if err := s.cfg.Root.Rename(src, dst); err != nil {
 		return nil, toConnect(err)
 	}
-	info, err := s.entries().info(dst)
+	info, err := s.info(dst)
 	if err != nil {
-		return nil, toConnect(err)
+		return nil, err
 	}
 	return connect.NewResponse(&filesystem.MoveResponse{Entry: info}), nil
 }
@@ -104,11 +89,7 @@ func (s *Service) Move(ctx context.Context, req *connect.Request[filesystem.Move
 // 1), in lexical depth-first order, never descending into symlinked directories. Entry paths are
 // below the requested path, not its symlink-resolved form.
 func (s *Service) ListDir(ctx context.Context, req *connect.Request[filesystem.ListDirRequest]) (*connect.Response[filesystem.ListDirResponse], error) {
-	r, err := s.caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := r.abs(req.Msg.GetPath())
+	_, p, err := s.resolve(ctx, req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +99,7 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[filesystem.L
 	}
 	st, err := s.cfg.Root.Stat(p)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errf(connect.CodeNotFound, "directory not found: %s", p)
-		}
-		return nil, toConnect(err)
+		return nil, notFoundOr(err, "directory not found: %s", p)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, errf(connect.CodeInvalidArgument, "path is not a directory: %s", p)
@@ -144,11 +122,7 @@ func (s *Service) ListDir(ctx context.Context, req *connect.Request[filesystem.L
 // Remove deletes a file, a symlink or a whole tree. A missing path is not an error (envd and the
 // SDKs treat remove as idempotent).
 func (s *Service) Remove(ctx context.Context, req *connect.Request[filesystem.RemoveRequest]) (*connect.Response[filesystem.RemoveResponse], error) {
-	r, err := s.caller(ctx)
-	if err != nil {
-		return nil, err
-	}
-	p, err := r.abs(req.Msg.GetPath())
+	_, p, err := s.resolve(ctx, req.Msg.GetPath())
 	if err != nil {
 		return nil, err
 	}

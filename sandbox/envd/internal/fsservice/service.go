@@ -19,6 +19,7 @@ import (
 
 	"github.com/agentrun/agent/sandbox/envd/internal/fsroot"
 	"github.com/agentrun/agent/sandbox/envd/internal/users"
+	"github.com/agentrun/agent/sandbox/envd/spec/filesystem"
 	"github.com/agentrun/agent/sandbox/envd/spec/filesystem/filesystemconnect"
 )
 
@@ -153,6 +154,37 @@ func (r request) abs(p string) (string, error) {
 		return "", connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	return w, nil
+}
+
+// resolve is the caller of ctx and the world path the client path p names for it.
+func (s *Service) resolve(ctx context.Context, p string) (request, string, error) {
+	r, err := s.caller(ctx)
+	if err != nil {
+		return request{}, "", err
+	}
+	w, err := r.abs(p)
+	if err != nil {
+		return request{}, "", err
+	}
+	return r, w, nil
+}
+
+// info describes the world path p, an error mapped to its Connect code.
+func (s *Service) info(p string) (*filesystem.EntryInfo, error) {
+	info, err := s.entries().info(p)
+	if err != nil {
+		return nil, toConnect(err)
+	}
+	return info, nil
+}
+
+// notFoundOr maps an error looking a path up: a missing path is not_found with the message
+// format (which takes the path p), anything else gets its own code.
+func notFoundOr(err error, format, p string) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return errf(connect.CodeNotFound, format, p)
+	}
+	return toConnect(err)
 }
 
 // toConnect maps a filesystem error to its Connect code. Messages carry world paths only.

@@ -42,20 +42,13 @@ func carriesEntry(op filesystem.EventType) bool {
 // startWatch validates a watch request, takes a watcher slot and starts inotify. release gives the
 // slot back and must be called once the watch is closed.
 func (s *Service) startWatch(ctx context.Context, p string, recursive, allowNetwork bool) (w *inotifyWatch, world string, release func(), err error) {
-	r, err := s.caller(ctx)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	world, err = r.abs(p)
+	_, world, err = s.resolve(ctx, p)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	st, err := s.cfg.Root.Stat(world)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, "", nil, errf(connect.CodeNotFound, "path %s not found", world)
-		}
-		return nil, "", nil, toConnect(err)
+		return nil, "", nil, notFoundOr(err, "path %s not found", world)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return nil, "", nil, errf(connect.CodeInvalidArgument, "path %s is not a directory", world)
