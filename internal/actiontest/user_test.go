@@ -1,7 +1,6 @@
 package actiontest
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/agentrun/agent/internal/evaltest"
 	"github.com/agentrun/agent/internal/llmtest"
+	"github.com/agentrun/agent/internal/testenv"
+	"github.com/agentrun/agent/internal/testenv/localenv"
 )
 
 // testUser is an unprivileged system user made for one test, with a sudoers drop-in that lets it
@@ -102,29 +103,14 @@ func (u *testUser) own(t *testing.T, dir string) {
 	}
 }
 
-// run runs a shell script as u and returns its combined output.
-func (u *testUser) run(t *testing.T, dir, script string) (string, error) {
+// run runs a shell script as u in dir.
+func (u *testUser) run(t *testing.T, dir, script string) testenv.CmdResult {
 	t.Helper()
 	cmd := exec.Command("sh", "-c", script)
 	cmd.Dir = dir
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: []uint32{}}}
-	cmd.WaitDelay = 10 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		return out.String(), err
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		<-done
-		return out.String(), fmt.Errorf("%q as %s did not end in a minute", script, u.name)
-	}
+	return testenv.RunCmd(t, cmd, time.Minute)
 }
 
 // copyExecutable copies the agent binary into a fresh directory others can traverse.
@@ -172,7 +158,7 @@ func TestActionRunAsUser(t *testing.T) {
 	rand.Read(rb[:])
 	key := "sk-action-" + hex.EncodeToString(rb[:])
 	bin := copyExecutable(t, agentBin)
-	data := evaltest.DataDir(t)
+	data := localenv.DataDir(t)
 	evaltest.CheckLeaks(t, data, bin)
 	good := evaltest.Good("good")
 	good.APIKey = key
@@ -240,9 +226,9 @@ func TestActionRunAsUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := u.run(t, out, `for f in report.md report.html report.xml run.json tasks/hello/result.json; do test -r "$f" || echo "unreadable: $f"; done
+	res := u.run(t, out, `for f in report.md report.html report.xml run.json tasks/hello/result.json; do test -r "$f" || echo "unreadable: $f"; done
 find . ! -readable -printf 'unreadable: %p\n'; test -w . || echo "not writable: ."; echo checked`)
-	if err != nil || strings.TrimSpace(got) != "checked" {
-		t.Errorf("as %s: %v\n%s", u.name, err, got)
+	if res.Code != 0 || strings.TrimSpace(res.Stdout) != "checked" {
+		t.Errorf("as %s: exit %d\n%s%s", u.name, res.Code, res.Stdout, res.Stderr)
 	}
 }
