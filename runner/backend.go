@@ -69,6 +69,9 @@ type SandboxInfo struct {
 	DefaultUser string `json:"default_user,omitempty"`
 	// CreateMS is how long creating the sandbox took.
 	CreateMS int64 `json:"create_ms"`
+	// Pooled tells that the sandbox was claimed from a warm pool (local --pool), made before the
+	// task asked for it.
+	Pooled bool `json:"pooled,omitempty"`
 }
 
 // NetworkReporter is implemented by sandboxes whose backend can tell what the sandbox's network

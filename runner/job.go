@@ -283,7 +283,14 @@ func (t *task) run(ctx context.Context) error {
 
 // request describes the sandbox the task needs.
 func (t *task) request() SandboxRequest {
-	s := t.s
+	r := RequestFor(t.s)
+	r.Epoch = t.j.epoch
+	return r
+}
+
+// RequestFor describes the sandbox a task of s needs (epoch 0). Backends that prepare sandboxes
+// ahead (a warm pool) use it to know what the tasks will ask for.
+func RequestFor(s *spec.Spec) SandboxRequest {
 	life := s.Limits.Timeout.D() + 5*time.Minute
 	for _, c := range s.Checks {
 		if c.Kind == spec.CheckRun {
@@ -291,7 +298,7 @@ func (t *task) request() SandboxRequest {
 		}
 	}
 	return SandboxRequest{
-		Task: s.Name, Epoch: t.j.epoch, Template: s.Template, Env: s.Env, Network: s.Network,
+		Task: s.Name, Template: s.Template, Env: s.Env, Network: s.Network,
 		MemoryBytes: int64(s.Limits.Memory), CPUs: s.Limits.CPUs, Pids: s.Limits.Pids, DiskBytes: int64(s.Limits.Disk),
 		Lifetime: min(life, 7*24*time.Hour),
 	}

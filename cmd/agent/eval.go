@@ -71,6 +71,7 @@ interrupted; 2 usage or spec error; 3 internal error.`,
 	}
 	fs := cmd.Flags()
 	f.lf.register(cmd)
+	f.lf.registerPool(fs, poolHelpRun)
 	f.mf.register(fs, false)
 	f.of.register(fs, true)
 	fs.StringSliceVar(&f.models, "models", nil, "models to evaluate, comma-separated or repeated, in report order (with --model: one more)")

@@ -72,6 +72,7 @@ error; 3 internal error. --exit-zero exits 0 whenever the run itself worked.`,
 	}
 	fs := cmd.Flags()
 	f.lf.register(cmd)
+	f.lf.registerPool(fs, poolHelpRun)
 	f.mf.register(fs, true)
 	f.of.register(fs, true)
 	f.of.registerKeep(fs)

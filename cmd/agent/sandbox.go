@@ -14,10 +14,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox"
 	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/network"
 	"github.com/agentrun/agent/sandbox/local/template"
 )
 
@@ -28,6 +31,43 @@ type localFlags struct {
 	runtime     string
 	// maxSandboxes caps the sandboxes a remote backend holds (--max-sandboxes of run, do, chat).
 	maxSandboxes int
+	// pool is the warm pool's size (--pool of run and eval); poolEnv is AGENT_POOL when it is
+	// not a number, reported when the local backend is checked.
+	pool    int
+	poolEnv string
+	// poolSpecs are the specs run on the local backend: the pool holds sandboxes shaped as most of
+	// their tasks ask.
+	poolSpecs []*spec.Spec
+}
+
+// maxPool bounds --pool: every pooled sandbox holds a uid range, a disk image and a running envd.
+const maxPool = 256
+
+// poolHelpRun is --pool's help for commands that run tasks.
+const poolHelpRun = "local sandboxes: keep N sandboxes created ahead, shaped as most tasks ask (template, limits, env; network none), so a task claims one instead of waiting for a create; costs N idle sandboxes (memory, disk, a running envd each) held until the command ends, beyond --concurrency; helps when tasks outnumber --concurrency (env AGENT_POOL)"
+
+// registerPool adds --pool (commands that run many sandboxes on the local backend).
+func (f *localFlags) registerPool(fs *pflag.FlagSet, help string) {
+	def := 0
+	if v := os.Getenv("AGENT_POOL"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.poolEnv = v
+		}
+		def = n
+	}
+	fs.IntVar(&f.pool, "pool", def, help)
+}
+
+// checkPool validates --pool (and AGENT_POOL).
+func (f *localFlags) checkPool() error {
+	if f.poolEnv != "" {
+		return usageError("AGENT_POOL %q: want a number of sandboxes", f.poolEnv)
+	}
+	if f.pool < 0 || f.pool > maxPool {
+		return usageError("--pool %d: want 0 to %d sandboxes", f.pool, maxPool)
+	}
+	return nil
 }
 
 func (f *localFlags) register(cmd *cobra.Command) {
@@ -43,12 +83,26 @@ func envOr(k, def string) string {
 	return def
 }
 
-// open opens the local backend; progress of template builds goes to stderr.
+// open opens the local backend; progress of template builds goes to stderr. Networked sandboxes'
+// DNS goes to AGENT_DNS's resolvers when it is set, as for agent run.
 func (f *localFlags) open(ctx context.Context, skipGC bool) (*local.Backend, error) {
-	return local.New(ctx, local.Config{
+	cfg, err := f.config(skipGC)
+	if err != nil {
+		return nil, err
+	}
+	return local.New(ctx, cfg)
+}
+
+// config is the local backend configuration open uses.
+func (f *localFlags) config(skipGC bool) (local.Config, error) {
+	ups, err := dnsUpstreams(os.Getenv("AGENT_DNS"))
+	if err != nil {
+		return local.Config{}, usageError("AGENT_DNS: %v", err)
+	}
+	return local.Config{
 		DataDir: f.dataDir, TemplateDir: f.templateDir, Runtime: f.runtime, SkipGC: skipGC,
-		Progress: progressPrinter(os.Stderr),
-	})
+		Progress: progressPrinter(os.Stderr), Network: network.Config{Upstreams: ups},
+	}, nil
 }
 
 // progressPrinter prints template build progress: one line per phase, and on a terminal a line
@@ -89,33 +143,6 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// parseSize reads "512M", "1GiB", "10g", "1048576".
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSpace(strings.ToLower(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := int64(1)
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			mult = 1 << 10
-		case 'm':
-			mult = 1 << 20
-		case 'g':
-			mult = 1 << 30
-		case 't':
-			mult = 1 << 40
-		}
-		if mult > 1 {
-			t = t[:len(t)-1]
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || v < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional K, M, G or T suffix", s)
-	}
-	return int64(v * float64(mult)), nil
-}
-
 func newSandboxCmd() *cobra.Command {
 	lf := &localFlags{}
 	cmd := &cobra.Command{
@@ -140,7 +167,7 @@ saves its files (not its processes) for create --from and fork. See docs/SNAPSHO
 func newSandboxCreateCmd(lf *localFlags) *cobra.Command {
 	var (
 		tpl, memory, disk string
-		from              string
+		from, netw        string
 		pids              int64
 		cpus              float64
 		timeout           time.Duration
@@ -160,12 +187,12 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 			}
 			var err error
 			if memory != "" {
-				if o.Limits.MemoryBytes, err = parseSize(memory); err != nil {
+				if o.Limits.MemoryBytes, err = spec.ParseSize(memory); err != nil {
 					return usageError("--memory: %v", err)
 				}
 			}
 			if disk != "" {
-				if o.Limits.DiskBytes, err = parseSize(disk); err != nil {
+				if o.Limits.DiskBytes, err = spec.ParseSize(disk); err != nil {
 					return usageError("--disk: %v", err)
 				}
 			}
@@ -175,6 +202,16 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 					return usageError("--env %q: want KEY=VALUE", kv)
 				}
 				o.Env[k] = v
+			}
+			if netw != "" {
+				n, err := spec.ParseNetwork(netw)
+				if err != nil {
+					return usageError("--network: %v", err)
+				}
+				o.Network = local.NetworkNone
+				if n.Mode != spec.NetworkNone {
+					o.Network = n.String()
+				}
 			}
 			ctx := cmd.Context()
 			b, err := lf.open(ctx, false)
@@ -199,12 +236,13 @@ watchdog process (agent sandbox watch) enforces the timeout after this command e
 	}
 	f := cmd.Flags()
 	f.StringVarP(&tpl, "template", "t", local.DefaultTemplate, "template: host or debian")
-	f.StringVar(&memory, "memory", "", "memory limit (default 1GiB)")
-	f.StringVar(&disk, "disk", "", "disk quota (default 10GiB)")
+	f.StringVar(&memory, "memory", "", "memory limit, e.g. 512MiB or 2GB (default 1GiB)")
+	f.StringVar(&disk, "disk", "", "disk quota, e.g. 20GiB (default 10GiB)")
 	f.Int64Var(&pids, "pids", 0, "process limit (default 512)")
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota in CPUs (default 1)")
 	f.DurationVar(&timeout, "timeout", 0, "lifetime (default 5m)")
 	f.StringArrayVar(&envs, "env", nil, "sandbox-wide environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&netw, "network", "", "sandbox network: none (default), internet or allow:DOMAIN,CIDR,… as for agent run (runc or crun; DNS goes to the host's resolvers, or to env AGENT_DNS=IP[:PORT],…)")
 	f.BoolVar(&asJSON, "json", false, "print the sandbox's record as JSON")
 	f.StringVar(&from, "from", "", "start from a snapshot's files (agent sandbox snapshot); its template and limits are the defaults")
 	return cmd

@@ -29,7 +29,7 @@ func TestSandboxCLI(t *testing.T) {
 	}
 	t.Cleanup(func() { run("sandbox", "kill", "--all"); run("sandbox", "gc") })
 
-	out, code := run("sandbox", "create", "--timeout", "4s", "--memory", "256M")
+	out, code := run("sandbox", "create", "--timeout", "4s", "--memory", "256MiB")
 	if code != 0 {
 		t.Fatalf("create: %d %s", code, out)
 	}

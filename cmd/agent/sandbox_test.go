@@ -5,17 +5,27 @@ import (
 	"testing"
 )
 
-func TestParseSize(t *testing.T) {
-	for in, want := range map[string]int64{"1GiB": 1 << 30, "512M": 512 << 20, "10g": 10 << 30, "1048576": 1 << 20, "1.5G": 3 << 29, "64k": 64 << 10} {
-		got, err := parseSize(in)
-		if err != nil || got != want {
-			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+// TestSizeFlagsShareSpecParser: every size flag of the CLI reads sizes as specs do
+// (spec.ParseSize), so a one-letter unit is refused as ambiguous everywhere, before anything is
+// created, and the units specs accept are accepted.
+func TestSizeFlagsShareSpecParser(t *testing.T) {
+	for _, args := range [][]string{
+		{"sandbox", "create", "--memory", "2G"},
+		{"sandbox", "create", "--disk", "1g"},
+		{"serve", "--memory", "512m"},
+		{"serve", "--disk", "10G"},
+		{"run", "--memory", "2G", "tasks/examples"},
+	} {
+		r := runAgent(t, nil, args...)
+		if r.code != exitUsage || !strings.Contains(r.stderr, "ambiguous size unit") {
+			t.Errorf("agent %s: exit %d, stderr %q; want exit %d: ambiguous size unit", strings.Join(args, " "), r.code, r.stderr, exitUsage)
 		}
 	}
-	for _, bad := range []string{"", "x", "-1G", "1Q"} {
-		if _, err := parseSize(bad); err == nil {
-			t.Errorf("parseSize(%q) accepted", bad)
-		}
+	// Units specs accept pass the flag parsing: the command fails later, on the unusable data
+	// directory, not on the size.
+	r := runAgent(t, nil, "sandbox", "create", "--memory", "1.5GiB", "--disk", "2GB", "--data-dir", "/proc/no-such-dir")
+	if r.code == 0 || strings.Contains(r.stderr, "size") {
+		t.Errorf("sandbox create with spec units: exit %d, stderr %q; want a failure that is not about a size", r.code, r.stderr)
 	}
 }
 

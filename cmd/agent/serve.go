@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/serve"
 )
@@ -87,17 +88,30 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 			lim := local.Limits{CPUs: cpus, Pids: pids}
 			var err error
 			if memory != "" {
-				if lim.MemoryBytes, err = parseSize(memory); err != nil {
+				if lim.MemoryBytes, err = spec.ParseSize(memory); err != nil {
 					return usageError("--memory: %v", err)
 				}
 			}
 			if disk != "" {
-				if lim.DiskBytes, err = parseSize(disk); err != nil {
+				if lim.DiskBytes, err = spec.ParseSize(disk); err != nil {
 					return usageError("--disk: %v", err)
 				}
 			}
+			if err := lf.checkPool(); err != nil {
+				return err
+			}
+			cfg, err := lf.config(false)
+			if err != nil {
+				return err
+			}
+			if lf.pool > 0 {
+				// Shaped as the creates that can use it: the default template, the server's
+				// limits, no env, network none; each with its own access token.
+				cfg.Pool, cfg.PoolTemplate, cfg.PoolLimits, cfg.PoolAccessToken = lf.pool, defaultTemplate, lim, true
+			}
 			ctx := cmd.Context()
-			b, err := lf.open(ctx, false)
+			// Close kills the pool's idle sandboxes with the rest.
+			b, err := local.New(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -131,6 +145,7 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 	}
 	lf.register(cmd)
 	f := cmd.Flags()
+	lf.registerPool(f, "keep N sandboxes of --default-template created ahead (the server's limits, no env vars, network none), so a create claims one instead of waiting; costs N idle sandboxes (memory, disk, a running envd each) held while the server runs, beyond --max-sandboxes (env AGENT_POOL)")
 	f.StringVar(&listen, "listen", "127.0.0.1:3000", "address to serve (host:port; port 0 picks a free one)")
 	f.StringArrayVar(&apiKeys, "api-key", nil, "accepted API key (repeatable; env AGENT_SERVE_API_KEY; default: generate and print one)")
 	f.StringVar(&domain, "domain", "", `domain of "{port}-{id}.DOMAIN" hosts, returned to clients (for a TLS proxy with wildcard DNS in front)`)
@@ -140,8 +155,8 @@ domains, *.domains, addresses and CIDRs; other denyOut lists are refused (400).`
 	f.DurationVar(&maxLifetime, "max-lifetime", serve.DefaultMaxLifetime, "longest time a sandbox runs (time paused excluded)")
 	f.DurationVar(&maxPaused, "max-paused", serve.DefaultMaxPaused, "longest time a sandbox stays paused before it is killed")
 	f.BoolVar(&allowInternet, "allow-internet", false, "give sandboxes the internet access (or allow-list) their create asks for; without it every sandbox has network none")
-	f.StringVar(&memory, "memory", "", "memory limit per sandbox (default 1GiB)")
-	f.StringVar(&disk, "disk", "", "disk quota per sandbox (default 10GiB)")
+	f.StringVar(&memory, "memory", "", "memory limit per sandbox, e.g. 512MiB or 2GB (default 1GiB)")
+	f.StringVar(&disk, "disk", "", "disk quota per sandbox, e.g. 20GiB (default 10GiB)")
 	f.Float64Var(&cpus, "cpus", 0, "CPU quota per sandbox in CPUs (default 1)")
 	f.Int64Var(&pids, "pids", 0, "process limit per sandbox (default 512)")
 	return cmd

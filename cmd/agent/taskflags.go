@@ -266,10 +266,18 @@ func backendOpeners() map[string]backendOpener {
 			if err != nil {
 				return nil, nil, usageError("AGENT_DNS: %v", err)
 			}
-			b, err := localbackend.Open(ctx, local.Config{
+			if err := lf.checkPool(); err != nil {
+				return nil, nil, err
+			}
+			cfg := local.Config{
 				DataDir: lf.dataDir, TemplateDir: lf.templateDir, Runtime: lf.runtime,
 				Progress: progressPrinter(os.Stderr), Network: network.Config{Upstreams: ups},
-			})
+			}
+			if lf.pool > 0 {
+				localbackend.SetPool(&cfg, lf.pool, lf.poolSpecs)
+			}
+			// Close kills the pool's sandboxes with the rest.
+			b, err := localbackend.Open(ctx, cfg)
 			if err != nil {
 				return nil, nil, fmt.Errorf("opening the local sandbox backend: %w", err)
 			}
@@ -351,7 +359,7 @@ func checkBackend(name string, lf *localFlags) error {
 		if os.Geteuid() != 0 {
 			return usageError("local sandboxes need root (user namespaces, mounts, cgroups); run as root, or see agent doctor")
 		}
-		return nil
+		return lf.checkPool()
 	case string(e2b.FlavorE2B), string(e2b.FlavorNovita):
 		if lf.maxSandboxes < 0 {
 			return usageError("--max-sandboxes must not be negative")
@@ -374,8 +382,12 @@ func checkBackend(name string, lf *localFlags) error {
 // anything runs. closeAll closes what was opened.
 func runBackends(def string, specs []*spec.Spec, lf *localFlags) (bs *runner.Backends, closeAll func(), err error) {
 	used := map[string]bool{}
+	lf.poolSpecs = nil
 	for _, s := range specs {
 		used[taskBackend(s, def)] = true
+		if taskBackend(s, def) == localbackend.Name {
+			lf.poolSpecs = append(lf.poolSpecs, s)
+		}
 	}
 	if _, ok := backendOpeners()[def]; !ok {
 		return nil, nil, usageError("--sandbox %q: want one of %s", def, backendNames())

@@ -5,6 +5,7 @@ package localbackend
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/agentrun/agent/runner"
@@ -63,12 +64,23 @@ func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner
 
 // create creates a sandbox for req, from a snapshot's files when from is set.
 func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from string) (runner.Sandbox, error) {
+	o := options(req)
+	o.From = from
+	started := time.Now()
+	s, err := b.b.Create(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return b.wrap(s, started), nil
+}
+
+// options are the local sandbox options of a runner request.
+func options(req runner.SandboxRequest) local.Options {
 	network := local.NetworkNone
 	if req.Network.Mode != "" && req.Network.Mode != spec.NetworkNone {
 		network = req.Network.String()
 	}
-	started := time.Now()
-	s, err := b.b.Create(ctx, local.Options{
+	return local.Options{
 		Template: req.Template,
 		Env:      req.Env,
 		Network:  network,
@@ -76,12 +88,31 @@ func (b *Backend) create(ctx context.Context, req runner.SandboxRequest, from st
 			MemoryBytes: req.MemoryBytes, Pids: int64(req.Pids), CPUs: req.CPUs, DiskBytes: req.DiskBytes,
 			Lifetime: req.Lifetime,
 		},
-		From: from,
-	})
-	if err != nil {
-		return nil, err
 	}
-	return b.wrap(s, started), nil
+}
+
+// SetPool gives cfg a warm pool of n sandboxes shaped as the commonest sandbox the specs' tasks
+// ask for (template, limits, env) among those with network none: only tasks asking for exactly
+// that claim pooled sandboxes, the others are created as usual. Without such a spec the pool holds
+// sandboxes of the defaults.
+func SetPool(cfg *local.Config, n int, specs []*spec.Spec) {
+	cfg.Pool = n
+	counts := map[string]int{}
+	best := 0
+	for _, s := range specs {
+		o := options(runner.RequestFor(s))
+		if o.Network != local.NetworkNone {
+			continue
+		}
+		// The lifetime is set when a sandbox is claimed; fmt prints maps with sorted keys.
+		o.Limits.Lifetime = 0
+		key := fmt.Sprintf("%q %+v %v", o.Template, o.Limits, o.Env)
+		counts[key]++
+		if counts[key] > best {
+			best = counts[key]
+			cfg.PoolTemplate, cfg.PoolLimits, cfg.PoolEnv = o.Template, o.Limits, o.Env
+		}
+	}
 }
 
 // wrap describes a local sandbox for the runner.
@@ -90,6 +121,7 @@ func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
 		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
 		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
+		Pooled: rec.Pooled,
 	}}
 }
 

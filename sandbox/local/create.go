@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +34,9 @@ const envdTokenEnv = "AGENT_ENVD_ACCESS_TOKEN"
 func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbox, err error) {
 	if o.Network == "" {
 		o.Network = NetworkNone
+	}
+	if o.GenerateAccessToken && o.AccessToken == "" {
+		o.AccessToken = randomToken()
 	}
 	rt, err := b.runtime(o.Runtime)
 	if err != nil {
@@ -424,4 +429,13 @@ func logTail(path string, n int64) string {
 		return ""
 	}
 	return "init log:\n" + s
+}
+
+// randomToken is a generated envd access token: 256 random bits, hex.
+func randomToken() string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
 }

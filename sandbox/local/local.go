@@ -143,9 +143,16 @@ type Config struct {
 	Templates map[string]template.Builder
 	// Progress receives template build progress.
 	Progress func(template.Progress)
-	// Pool keeps this many sandboxes of PoolTemplate ready (default runtime and limits).
+	// Pool keeps this many sandboxes ready, created with PoolTemplate, PoolLimits and PoolEnv on
+	// the default runtime with network none. A Create asking for the same template, env and limits
+	// (after defaults; the lifetime aside, it is set when a sandbox is claimed) claims one.
 	Pool         int
 	PoolTemplate string
+	PoolLimits   Limits
+	PoolEnv      map[string]string
+	// PoolAccessToken makes pooled sandboxes require a random access token each, for requests
+	// with GenerateAccessToken (agent serve).
+	PoolAccessToken bool
 	// SkipGC skips reclaiming leftovers when the backend opens.
 	SkipGC bool
 	// Network configures the networked modes (address pool, DNS upstreams, run directory).
@@ -281,7 +288,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		if tpl == "" {
 			tpl = DefaultTemplate
 		}
-		b.pool = newPool(b, Options{Template: tpl}, cfg.Pool)
+		b.pool = newPool(b, Options{Template: tpl, Limits: cfg.PoolLimits, Env: cfg.PoolEnv, GenerateAccessToken: cfg.PoolAccessToken}, cfg.Pool)
 	}
 	return b, nil
 }
@@ -348,6 +355,10 @@ type Options struct {
 	// but /health (and signs /files URLs), as on E2B: for sandboxes whose envd is exposed beyond
 	// this process (agent serve). It is kept in memory only: Get from another process cannot use it.
 	AccessToken string
+	// GenerateAccessToken, without AccessToken, has the backend pick a random token
+	// (Sandbox.AccessToken): such requests can claim pooled sandboxes made with
+	// Config.PoolAccessToken, whose token had to be chosen before anyone asked.
+	GenerateAccessToken bool
 	// From starts the sandbox from a snapshot's files (snapshot.go); unset fields take the
 	// snapshot's template and limits.
 	From string

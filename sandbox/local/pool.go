@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 )
@@ -27,10 +28,21 @@ func newPool(b *Backend, o Options, size int) *pool {
 	return p
 }
 
-// matches tells whether a request can be served by a pooled sandbox.
+// matches tells whether a request can be served by a pooled sandbox: same template, runtime, env
+// and limits once defaults are applied (the lifetime aside: it starts when the sandbox is claimed),
+// a generated access token or none (not one of its own) and network none, since those are fixed
+// when a sandbox starts.
 func (p *pool) matches(o Options) bool {
 	return o.Template == p.o.Template && (o.Runtime == "" || o.Runtime == p.b.cfg.Runtime) &&
-		o.Limits == (Limits{}) && len(o.Env) == 0 && o.AccessToken == "" && (o.Network == "" || o.Network == NetworkNone)
+		p.shape(o.Limits) == p.shape(p.o.Limits) && maps.Equal(o.Env, p.o.Env) &&
+		o.AccessToken == "" && o.GenerateAccessToken == p.o.GenerateAccessToken && (o.Network == "" || o.Network == NetworkNone)
+}
+
+// shape is what of a request's limits a sandbox is started with.
+func (p *pool) shape(l Limits) Limits {
+	l = l.withDefaults(p.b.cfg.Limits)
+	l.Lifetime = 0
+	return l
 }
 
 // claim takes a ready sandbox, or returns nil.
@@ -97,10 +109,15 @@ func (p *pool) close(ctx context.Context) {
 	}
 }
 
-// activate turns a pooled sandbox into a running one owned by this process.
+// activate turns a pooled sandbox into a running one owned by this process, with the lifetime the
+// request asks for (else the one it was created with, the default).
 func (b *Backend) activate(s *Sandbox, o Options) error {
 	s.mu.Lock()
 	s.rec.Phase = PhaseRunning
+	s.rec.Pooled = true
+	if o.Limits.Lifetime > 0 {
+		s.rec.Limits.Lifetime = o.Limits.Lifetime
+	}
 	s.rec.Expires = time.Now().UTC().Add(s.rec.Limits.Lifetime)
 	rec := s.rec
 	s.mu.Unlock()

@@ -125,6 +125,10 @@ func (s *Sandbox) ConnectInfo() ConnectInfo {
 // ID implements sandbox.Sandbox.
 func (s *Sandbox) ID() string { return s.rec.ID }
 
+// AccessToken is the token the sandbox's envd requires (Options.AccessToken, or the generated
+// one), or "". Only the process that created the sandbox knows it.
+func (s *Sandbox) AccessToken() string { return s.token }
+
 // Record returns the sandbox's recorded state.
 func (s *Sandbox) Record() Record {
 	s.mu.Lock()

@@ -44,6 +44,8 @@ type Record struct {
 	Workdir        string    `json:"workdir"`
 	// InitPid is the host pid of the sandbox's init (envd).
 	InitPid int `json:"init_pid"`
+	// Pooled tells that the sandbox was claimed from the warm pool (Config.Pool).
+	Pooled bool `json:"pooled,omitempty"`
 	// Lifecycle records pauses, keeping and the snapshot the sandbox came from (pause.go).
 	Lifecycle
 }

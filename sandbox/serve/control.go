@@ -144,7 +144,6 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 	}()
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.CreateTimeout)
 	defer cancel()
-	token := randomHex(32)
 	started := time.Now()
 	network := string(netpolicy.None)
 	if s.cfg.AllowInternet {
@@ -153,7 +152,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		s.log.Debug("network refused: agent serve runs without --allow-internet", "asked", truncate(req.network, 128))
 	}
 	inst, err := s.cfg.Provider.Create(ctx, Spec{
-		Template: tpl, Env: req.env, AccessToken: token, Network: network,
+		Template: tpl, Env: req.env, Network: network,
 		// The provider's own backstop, just after the longest life this server allows.
 		Lifetime: s.cfg.MaxLifetime + time.Minute,
 	})
@@ -168,6 +167,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, v2 bool) *apiErr
 		if ctx.Err() != nil && r.Context().Err() == nil {
 			return errorf(http.StatusGatewayTimeout, "creating the sandbox took longer than %s", s.cfg.CreateTimeout)
 		}
+		return errorf(http.StatusInternalServerError, "creating the sandbox failed (the server log has the details)")
+	}
+	token := inst.AccessToken()
+	if token == "" {
+		// envd is exposed beyond this process: never without a token.
+		kctx, kcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer kcancel()
+		_ = inst.Kill(kctx)
+		s.log.Error("creating a sandbox: the provider gave it no access token", "id", inst.ID())
 		return errorf(http.StatusInternalServerError, "creating the sandbox failed (the server log has the details)")
 	}
 	e := s.newEntry(inst, token, req, tpl, started)

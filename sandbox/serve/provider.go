@@ -26,8 +26,6 @@ type Spec struct {
 	Template string
 	// Env is the sandbox-wide environment of every command.
 	Env map[string]string
-	// AccessToken must be required by the sandbox's envd as X-Access-Token.
-	AccessToken string
 	// Lifetime is a backstop: the provider destroys the sandbox after it even if the Server does
 	// not (the Server ends sandboxes at their own, shorter, timeouts). Its clock stops while the
 	// sandbox is paused.
@@ -39,6 +37,9 @@ type Spec struct {
 // Instance is one sandbox of a Provider.
 type Instance interface {
 	ID() string
+	// AccessToken is the random token the sandbox's envd requires as X-Access-Token, chosen by
+	// the provider (a warm pool's sandboxes have theirs before they are asked for).
+	AccessToken() string
 	// Dial connects to the sandbox's envd.
 	Dial(ctx context.Context) (net.Conn, error)
 	// Kill destroys the sandbox; killing a gone sandbox is not an error.
@@ -95,7 +96,7 @@ func (l *Local) Create(ctx context.Context, spec Spec) (Instance, error) {
 	lim := l.Limits
 	lim.Lifetime = spec.Lifetime
 	s, err := l.Backend.Create(ctx, local.Options{
-		Template: spec.Template, Runtime: l.Runtime, Limits: lim, Env: spec.Env, AccessToken: spec.AccessToken,
+		Template: spec.Template, Runtime: l.Runtime, Limits: lim, Env: spec.Env, GenerateAccessToken: true,
 		Network: spec.Network,
 	})
 	if err != nil {
@@ -116,6 +117,7 @@ type localInstance struct {
 }
 
 func (i *localInstance) ID() string                                 { return i.s.ID() }
+func (i *localInstance) AccessToken() string                        { return i.s.AccessToken() }
 func (i *localInstance) Dial(ctx context.Context) (net.Conn, error) { return i.dial(ctx) }
 func (i *localInstance) Kill(ctx context.Context) error             { return i.s.Kill(ctx) }
 func (i *localInstance) Failure() error                             { return i.s.Failure() }
