@@ -26,6 +26,9 @@ type SandboxRequest struct {
 	Epoch int
 	// Template names the root filesystem ("host", "debian", or a backend's own template id).
 	Template string
+	// Runtime is the OCI runtime the spec asks for (runc, crun, runsc); empty: the backend's
+	// default. Only the local backend can choose one; the others refuse a request that names one.
+	Runtime string
 	// Env is the sandbox-wide environment of every command.
 	Env map[string]string
 	// Network is the task's network policy.

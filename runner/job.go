@@ -298,7 +298,7 @@ func RequestFor(s *spec.Spec) SandboxRequest {
 		}
 	}
 	return SandboxRequest{
-		Task: s.Name, Template: s.Template, Env: s.Env, Network: s.Network,
+		Task: s.Name, Template: s.Template, Runtime: string(s.Runtime), Env: s.Env, Network: s.Network,
 		MemoryBytes: int64(s.Limits.Memory), CPUs: s.Limits.CPUs, Pids: s.Limits.Pids, DiskBytes: int64(s.Limits.Disk),
 		Lifetime: min(life, 7*24*time.Hour),
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,4 +281,140 @@ checks: [{file: setup.txt, contains: ""}]
 	if err != nil || len(snaps) != 0 {
 		t.Errorf("snapshots left: %+v %v", snaps, err)
 	}
+}
+
+// TestResumeAfterRebootContinuesFromFiles: a run interrupted while the model is thinking keeps the
+// task's sandbox; then its processes die the way a reboot kills them (the runtime's container
+// deleted, the sandbox's mounts gone; as TestKeptSandboxAfterReboot in sandbox/local). --resume
+// cannot resume it, so it snapshots its files and continues the task from its last completed step
+// in a new sandbox made from them: the files written before the interruption are there, the
+// agent's background command is not, the model is told so, the task passes and nothing is left.
+func TestResumeAfterRebootContinuesFromFiles(t *testing.T) {
+	requireSandboxes(t)
+	ctx := ctxT(t, 10*time.Minute)
+	dd := localenv.DataDir(t)
+	b := runnertest.Backend(t, dd, agentBin, "")
+	localenv.CheckLeaks(t, dd)
+	hang := call("cat note.txt; pgrep -x sleep >/dev/null && echo background-alive || echo background-gone")
+	hang.Failures = []llmtest.Failure{{Hang: "headers"}}
+	srv := llmtest.Start(t, &llmtest.Scenario{Name: "long", Turns: []llmtest.Turn{
+		bgCall("sleep 1000"),
+		{ToolCalls: []llmtest.ToolCall{{Name: "write_file", Args: map[string]any{"path": "note.txt", "data": "before the reboot\n"}}}},
+		hang,
+		{Content: "done"},
+	}})
+	dir := t.TempDir()
+	runnertest.WriteSpec(t, dir, "long", `
+prompt: a long task
+model: custom:long
+keep: failed
+checks:
+  - {file: note.txt, equals: "before the reboot\n"}
+  - {run: '! pgrep -x sleep'}
+`)
+	out := filepath.Join(t.TempDir(), "results")
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for rctx.Err() == nil {
+			for _, req := range srv.Requests() {
+				if req.Step == 2 {
+					cancel()
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(rctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := taskResult(t, out, "long")
+	if !sum.Interrupted || first.Reason != runner.ReasonCanceled || first.Kept == nil {
+		t.Fatalf("interrupted run: %+v; result %+v", sum, first)
+	}
+	kept := first.Kept.ID
+	simulateReboot(ctx, t, dd, kept)
+	requestsBefore := len(srv.Requests())
+
+	r, err = runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Resume: true, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err = r.Run(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := taskResult(t, out, "long")
+	if !sum.OK || res.Status != runner.StatusPassed {
+		t.Fatalf("resumed run: %+v; result %+v", sum, res)
+	}
+	if res.Resumed == nil || res.Resumed.Sandbox != kept || res.Resumed.Steps != 2 || !res.Resumed.FilesOnly ||
+		res.Sandbox == nil || res.Sandbox.ID == kept || res.Kept != nil {
+		t.Fatalf("resumed result: %+v (sandbox %+v)", res.Resumed, res.Sandbox)
+	}
+	// The model was asked only from step 2 on, told that the processes were stopped.
+	later := srv.Requests()[requestsBefore:]
+	if len(later) == 0 || later[0].Step != 2 {
+		t.Fatalf("requests of the resumed session: %+v", later)
+	}
+	last := later[0].Messages[len(later[0].Messages)-1]
+	if last.Role != "user" || !strings.Contains(last.Text(), "its files are as they were, but its processes") {
+		t.Errorf("the resumed conversation ends with %s %q", last.Role, last.Text())
+	}
+	tr, err := transcript.Load(filepath.Join(out, "tasks", "long", "transcript.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toolOut []string
+	for _, m := range tr.Messages {
+		if m.Role == "tool" {
+			toolOut = append(toolOut, m.Content)
+		}
+	}
+	if len(toolOut) != 3 || !strings.Contains(toolOut[2], "before the reboot") || !strings.Contains(toolOut[2], "background-gone") {
+		t.Errorf("tool results of the continued transcript: %q", toolOut)
+	}
+	if infos, _ := b.Local().List(ctx); len(infos) != 0 {
+		t.Errorf("sandboxes left after the resumed run: %+v", infos)
+	}
+	if snaps, err := b.Local().Snapshots(ctx); err != nil || len(snaps) != 0 {
+		t.Errorf("snapshots left after the resumed run: %+v %v", snaps, err)
+	}
+}
+
+// simulateReboot ends a kept local sandbox's processes and mounts as a reboot does, leaving its
+// files and state on disk: the runtime's container is deleted (its processes killed, its cgroup
+// removed) and every mount under the sandbox's directory is detached.
+func simulateReboot(ctx context.Context, t *testing.T, dd, id string) {
+	t.Helper()
+	if out, err := exec.CommandContext(ctx, "runc", "--root", filepath.Join(dd, "runtime", "runc"), "delete", "--force", id).CombinedOutput(); err != nil {
+		t.Fatalf("runc delete: %v %s", err, out)
+	}
+	sbdir := filepath.Join(dd, "sandboxes", id)
+	for range 8 {
+		data, err := os.ReadFile("/proc/self/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var points []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], sbdir+"/") {
+				points = append(points, f[4])
+			}
+		}
+		if len(points) == 0 {
+			return
+		}
+		slices.SortFunc(points, func(a, b string) int { return len(b) - len(a) })
+		for _, p := range points {
+			_ = syscall.Unmount(p, syscall.MNT_DETACH)
+		}
+	}
+	t.Fatalf("mounts of sandbox %s remain after a simulated reboot", id)
 }

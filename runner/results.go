@@ -143,8 +143,10 @@ type RunTask struct {
 	Model    string `json:"model"`
 	Template string `json:"template"`
 	Network  string `json:"network"`
-	// Sandbox is the backend the task runs on.
+	// Sandbox is the backend the task runs on; Runtime the OCI runtime its spec names (empty: the
+	// run's runtime).
 	Sandbox string   `json:"sandbox"`
+	Runtime string   `json:"runtime,omitempty"`
 	Repeat  int      `json:"repeat"`
 	Tags    []string `json:"tags,omitempty"`
 }

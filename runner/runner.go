@@ -367,7 +367,7 @@ func (r *Runner) prepare(started time.Time) error {
 		}
 		s := j.spec
 		info.Tasks = append(info.Tasks, RunTask{Name: s.Name, File: s.File, Digest: s.Digest, Model: j.model,
-			Template: s.Template, Network: s.Network.String(), Sandbox: r.backendName(s), Repeat: max(s.Repeat, 1), Tags: s.Tags})
+			Template: s.Template, Network: s.Network.String(), Sandbox: r.backendName(s), Runtime: string(s.Runtime), Repeat: max(s.Repeat, 1), Tags: s.Tags})
 		nets[s.Network.String()] = true
 	}
 	info.Network = nil

@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/agentrun/agent/internal/llmtest"
 )
@@ -345,6 +349,70 @@ func TestWatchdog(t *testing.T) {
 			t.Fatalf("err = %v, waits %v", err, sl.all())
 		}
 	})
+	t.Run("connect hangs", func(t *testing.T) {
+		// A listener whose accept queue is full drops new SYNs, so the dial never completes:
+		// only the connect timeout ends the attempt.
+		addr := stuckListener(t)
+		srv := llmtest.Start(t, &llmtest.Scenario{Name: "m"})
+		p, sl := newTestProvider(t, srv, func(c *Config) {
+			c.BaseURL = "http://" + addr + "/v1"
+			c.Timeouts.Connect = time.Second
+			c.Retry.MaxAttempts = 2
+		})
+		done := make(chan error, 1)
+		go func() {
+			_, err := p.Complete(context.Background(), request("m"), Hooks{})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			var perr *Error
+			if !errors.As(err, &perr) || perr.Kind != KindTimeout || !strings.Contains(err.Error(), "no connection") {
+				t.Fatalf("err = %v (%T), want a connect timeout", err, err)
+			}
+			if perr.Attempts != 2 || len(sl.all()) != 1 {
+				t.Errorf("attempts %d, waits %v: a connect timeout is retried", perr.Attempts, sl.all())
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatal("the call still hangs on a connection that never completes")
+		}
+	})
+}
+
+// stuckListener listens on 127.0.0.1 with an accept backlog of zero and fills that backlog, so
+// the kernel drops every further SYN and dials to the returned address hang. Everything is closed
+// at cleanup.
+func stuckListener(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
+	for range 16 {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return addr // the backlog is full
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	t.Fatalf("the backlog of %s never filled", addr)
+	return ""
 }
 
 func TestBrokenAnswersAreRetried(t *testing.T) {

@@ -86,6 +86,7 @@ func TestRunUsageErrorsExit2(t *testing.T) {
 		{[]string{"run", "--resume", t.TempDir()}, "--resume"},
 		{[]string{"run", "--model", "novita:qwen/qwen3-coder-30b-a3b-instruct", "tasks/examples"}, "NOVITA_API_KEY"},
 		{[]string{"run", "--replay", "README.md", "tasks/examples"}, "replay"},
+		{[]string{"run", "--replay", "testdata/transcripts", "--runtime", "kata", "tasks/examples"}, `--runtime: invalid runtime "kata": want runc, crun or runsc`},
 		{[]string{"do"}, "accepts 1 arg"},
 	} {
 		r := runAgent(t, []string{"NOVITA_API_KEY=", "OPENAI_API_KEY="}, tc.args...)

@@ -73,7 +73,7 @@ func (f *localFlags) checkPool() error {
 func (f *localFlags) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", envOr("AGENT_DATA_DIR", local.DefaultDataDir), "where sandboxes and templates live (env AGENT_DATA_DIR)")
 	cmd.PersistentFlags().StringVar(&f.templateDir, "template-dir", os.Getenv("AGENT_TEMPLATE_DIR"), "where templates live (default DATA_DIR/templates; env AGENT_TEMPLATE_DIR)")
-	cmd.PersistentFlags().StringVar(&f.runtime, "runtime", envOr("AGENT_RUNTIME", local.DefaultRuntime), "OCI runtime: runc, crun or runsc (env AGENT_RUNTIME)")
+	cmd.PersistentFlags().StringVar(&f.runtime, "runtime", envOr("AGENT_RUNTIME", local.DefaultRuntime), "OCI runtime: runc, crun or runsc (env AGENT_RUNTIME); a task spec's runtime: wins")
 }
 
 func envOr(k, def string) string {

@@ -359,6 +359,9 @@ func checkBackend(name string, lf *localFlags) error {
 		if os.Geteuid() != 0 {
 			return usageError("local sandboxes need root (user namespaces, mounts, cgroups); run as root, or see agent doctor")
 		}
+		if _, err := spec.ParseRuntime(lf.runtime); err != nil {
+			return usageError("--runtime: %v", err)
+		}
 		return lf.checkPool()
 	case string(e2b.FlavorE2B), string(e2b.FlavorNovita):
 		if lf.maxSandboxes < 0 {

@@ -47,12 +47,34 @@ func (b *Backend) Revive(ctx context.Context, id string, req runner.SandboxReque
 	}
 	sb, cerr := b.create(ctx, req, snap.ID)
 	if cerr != nil {
+		// The kept sandbox still holds the files; the snapshot would only wait for GC.
+		if rerr := b.RemoveSnapshot(context.WithoutCancel(ctx), snap.ID); rerr != nil {
+			slog.Warn("removing the snapshot of a kept sandbox that could not be revived", "snapshot", snap.ID, "err", rerr)
+		}
 		return nil, false, cerr
 	}
+	// The snapshot only exists for this sandbox: it goes when the sandbox is killed (a kept one
+	// still uses it; GC deletes it once that one is gone).
+	sb.(*Sandbox).revivedFrom = snap.ID
 	if kerr := b.b.Kill(context.WithoutCancel(ctx), id); kerr != nil {
 		slog.Warn("destroying a kept sandbox after saving its files", "sandbox", id, "err", kerr)
 	}
 	return sb, true, nil
+}
+
+// Kill destroys the sandbox and, for one revived from a kept sandbox's files, the snapshot it was
+// made from.
+func (s *Sandbox) Kill(ctx context.Context) error {
+	if err := s.Sandbox.Kill(ctx); err != nil {
+		return err
+	}
+	if s.revivedFrom == "" {
+		return nil
+	}
+	if err := s.b.RemoveSnapshot(ctx, s.revivedFrom); err != nil && !errors.Is(err, local.ErrSnapshotInUse) {
+		return fmt.Errorf("removing snapshot %s the sandbox was revived from: %w", s.revivedFrom, err)
+	}
+	return nil
 }
 
 // Discard implements runner.Reviver.

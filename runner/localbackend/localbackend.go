@@ -82,6 +82,7 @@ func options(req runner.SandboxRequest) local.Options {
 	}
 	return local.Options{
 		Template: req.Template,
+		Runtime:  req.Runtime,
 		Env:      req.Env,
 		Network:  network,
 		Limits: local.Limits{
@@ -92,16 +93,21 @@ func options(req runner.SandboxRequest) local.Options {
 }
 
 // SetPool gives cfg a warm pool of n sandboxes shaped as the commonest sandbox the specs' tasks
-// ask for (template, limits, env) among those with network none: only tasks asking for exactly
-// that claim pooled sandboxes, the others are created as usual. Without such a spec the pool holds
-// sandboxes of the defaults.
+// ask for (template, limits, env) among those with network none and cfg's runtime (pooled
+// sandboxes run under it; a spec naming another runtime cannot claim them): only tasks asking for
+// exactly that claim pooled sandboxes, the others are created as usual. Without such a spec the
+// pool holds sandboxes of the defaults.
 func SetPool(cfg *local.Config, n int, specs []*spec.Spec) {
 	cfg.Pool = n
+	rt := cfg.Runtime
+	if rt == "" {
+		rt = local.DefaultRuntime
+	}
 	counts := map[string]int{}
 	best := 0
 	for _, s := range specs {
 		o := options(runner.RequestFor(s))
-		if o.Network != local.NetworkNone {
+		if o.Network != local.NetworkNone || (o.Runtime != "" && o.Runtime != rt) {
 			continue
 		}
 		// The lifetime is set when a sandbox is claimed; fmt prints maps with sorted keys.
@@ -118,7 +124,7 @@ func SetPool(cfg *local.Config, n int, specs []*spec.Spec) {
 // wrap describes a local sandbox for the runner.
 func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 	rec := s.Record()
-	return &Sandbox{Sandbox: s, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
+	return &Sandbox{Sandbox: s, b: b.b, dataDir: b.b.DataDir(), info: runner.SandboxInfo{
 		ID: rec.ID, Backend: Name, Template: rec.Template, TemplateDigest: rec.TemplateDigest, Runtime: rec.Runtime,
 		Network: rec.Network, DefaultUser: rec.DefaultUser, CreateMS: time.Since(started).Milliseconds(),
 		Pooled: rec.Pooled,
@@ -128,8 +134,12 @@ func (b *Backend) wrap(s *local.Sandbox, started time.Time) *Sandbox {
 // Sandbox is a local sandbox as the runner sees it.
 type Sandbox struct {
 	*local.Sandbox
+	b       *local.Backend
 	dataDir string
 	info    runner.SandboxInfo
+	// revivedFrom is the automatic snapshot of a kept sandbox's files this one was made from
+	// (Revive after a reboot); Kill removes it.
+	revivedFrom string
 }
 
 // Info implements runner.Sandbox.

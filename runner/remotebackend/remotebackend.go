@@ -69,8 +69,12 @@ func (b *Backend) Name() string { return string(b.b.Flavor()) }
 // limits come with the provider's template (E2B sets them per template, not per sandbox); the
 // lifetime becomes the sandbox's timeout. Network: none and internet map to the provider's
 // internet switch; an allow-list to network.allowOut (its domains, *.domains, addresses and CIDRs)
-// with everything else denied, as E2B's API has it.
+// with everything else denied, as E2B's API has it. A spec's OCI runtime cannot be chosen through
+// the API (the provider picks its own): a request naming one is refused, not run under another.
 func (b *Backend) Create(ctx context.Context, req runner.SandboxRequest) (runner.Sandbox, error) {
+	if req.Runtime != "" {
+		return nil, fmt.Errorf("the %s backend cannot choose the OCI runtime (the spec asks for runtime: %s): only local sandboxes can; remove runtime from the spec (or agent.yaml) or run it with sandbox: local", b.Name(), req.Runtime)
+	}
 	var (
 		internet *bool
 		nc       *e2bapi.NetworkConfig

@@ -288,7 +288,8 @@ func TestKeepPausesInTheCloudAndReviveResumes(t *testing.T) {
 // TestNetworkModes: a task's network maps onto the provider's egress settings (internet: the
 // internet switch; an allow-list: network.allowOut with everything else denied), and a provider
 // that grants less than asked (agent serve without --allow-internet) is an error, not a task
-// running with less network than its spec says.
+// running with less network than its spec says; so is a spec's OCI runtime, which the API cannot
+// choose.
 func TestNetworkModes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -314,6 +315,11 @@ func TestNetworkModes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--allow-internet") {
 			t.Fatalf("network %s on a server without --allow-internet: %v", n, err)
 		}
+	}
+	// Nor can the API choose the OCI runtime a spec names.
+	if _, err := b.Create(ctx, runner.SandboxRequest{Task: "rt", Epoch: 1, Runtime: "runsc", Lifetime: time.Minute}); err == nil ||
+		!strings.Contains(err.Error(), "cannot choose the OCI runtime") || !strings.Contains(err.Error(), "runtime: runsc") {
+		t.Fatalf("runtime runsc on the e2b backend: %v", err)
 	}
 	if n := closed.Serve.Count(); n != 0 {
 		t.Fatalf("%d sandboxes left after refused creates", n)

@@ -13,8 +13,8 @@ const digestVersion = 1
 // canonical is what the digest covers: everything that can change what a task does or how it is
 // graded. Left out on purpose: the spec file's path and the positions (moving or reformatting a
 // spec, or editing comments, keeps its digest), tags (selection only), repeat (so adding epochs
-// keeps the finished ones), keep, fork_setup and sandbox (how and where sandboxes are managed, not
-// what they do).
+// keeps the finished ones), keep, fork_setup, sandbox and runtime (how and where sandboxes are
+// managed, not what they do).
 type canonical struct {
 	V              int               `json:"v"`
 	Name           string            `json:"name"`

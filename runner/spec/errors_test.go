@@ -101,6 +101,8 @@ func TestSpecErrors(t *testing.T) {
 		{"relative workdir", "prompt: x\nworkdir: home/user\n", nil, 2, 10, "clean absolute path"},
 		{"bad keep", "prompt: x\nkeep: sometimes\n", nil, 2, 7, `invalid keep "sometimes"`},
 		{"bad sandbox", "prompt: x\nsandbox: docker\n", nil, 2, 10, `invalid sandbox "docker": want local, e2b or novita`},
+		{"bad runtime", "prompt: x\nruntime: kata\n", nil, 2, 10, `invalid runtime "kata": want runc, crun or runsc`},
+		{"runtime list", "prompt: x\nruntime: [runc]\n", nil, 2, 10, "runtime: want a string, got a list"},
 		{"bad env name", "prompt: x\nenv:\n  1BAD: x\n", nil, 3, 3, `invalid variable name "1BAD"`},
 		{"env null", "prompt: x\nenv:\n  A:\n", nil, 3, 5, "env.A: missing value"},
 		{"env list", "prompt: x\nenv:\n  A: [1]\n", nil, 3, 6, "env.A: want a value"},

@@ -62,6 +62,7 @@ tags: [python, bugfix]
 network: {allow: [pypi.org, "*.pythonhosted.org", 203.0.113.7, "2001:db8::/32"]}
 keep: failed
 sandbox: novita
+runtime: runsc
 fork_setup: false
 stop_background: true
 `
@@ -93,7 +94,7 @@ func TestResolveFullSpec(t *testing.T) {
 	}
 	if s.Name != "full" || s.Prompt != "Fix the bug.\n" || s.Model != "novita:qwen/qwen3-coder-30b-a3b-instruct" ||
 		s.Template != "debian" || s.Workdir != "/work" || s.System != "You are terse." || s.Repeat != 3 ||
-		s.Keep != KeepFailed || s.Sandbox != BackendNovita || s.ForkSetup || !s.StopBackground || s.NamePos != (Pos{2, 7}) {
+		s.Keep != KeepFailed || s.Sandbox != BackendNovita || s.Runtime != RuntimeRunsc || s.ForkSetup || !s.StopBackground || s.NamePos != (Pos{2, 7}) {
 		t.Errorf("scalars: %+v", s)
 	}
 	type fileSum struct {
@@ -214,6 +215,7 @@ limits: {timeout: 5m, max_steps: 10, memory: 512MiB}
 env: {A: agent, B: agent}
 network: internet
 keep: all
+runtime: runsc
 repeat: 2
 artifacts: ["*.txt"]
 `,
@@ -223,6 +225,7 @@ model: spec-model
 limits: {max_steps: 20, cpus: 2}
 env: {B: spec, C: spec}
 network: none
+runtime: runc
 repeat: 5
 artifacts: []
 `,
@@ -245,7 +248,7 @@ artifacts: []
 	// agent.yaml over built-in defaults; CLI over agent.yaml.
 	if plain.Model != "agent-model" || plain.Template != "debian" || plain.Limits.Timeout.D() != 5*time.Minute ||
 		plain.Limits.MaxSteps != 7 || plain.Limits.Memory != 512<<20 || plain.Limits.CPUs != DefaultCPUs ||
-		plain.Network.Mode != NetworkInternet || plain.Keep != KeepFailed || plain.Repeat != 2 ||
+		plain.Network.Mode != NetworkInternet || plain.Keep != KeepFailed || plain.Runtime != RuntimeRunsc || plain.Repeat != 2 ||
 		!reflect.DeepEqual(plain.Artifacts, []string{"*.txt"}) ||
 		!reflect.DeepEqual(plain.Env, map[string]string{"A": "agent", "B": "agent", "C": "cli", "D": "cli"}) {
 		t.Errorf("plain: %+v", plain)
@@ -256,7 +259,7 @@ artifacts: []
 	}
 	// The spec over agent.yaml; the CLI still wins where it sets something.
 	if own.Model != "spec-model" || own.Limits.MaxSteps != 7 || own.Limits.CPUs != 2 || own.Limits.Timeout.D() != 5*time.Minute ||
-		own.Network.Mode != NetworkNone || own.Repeat != 5 || own.Artifacts == nil || len(own.Artifacts) != 0 ||
+		own.Network.Mode != NetworkNone || own.Runtime != RuntimeRunc || own.Repeat != 5 || own.Artifacts == nil || len(own.Artifacts) != 0 ||
 		!reflect.DeepEqual(own.Env, map[string]string{"A": "agent", "B": "spec", "C": "cli", "D": "cli"}) {
 		t.Errorf("own: %+v", own)
 	}
@@ -311,7 +314,7 @@ func TestDigest(t *testing.T) {
 	}
 	same("comments", "# a comment\nprompt: x # more\nfiles:\n  - {from: seed}   # seeds\nchecks:\n  - run: 'true'\n")
 	same("reformatting", "checks: [{run: \"true\"}]\nfiles:\n- from: ./seed\nprompt: \"x\"\n")
-	same("tags, repeat, keep and sandbox", base+"tags: [a]\nrepeat: 4\nkeep: all\nsandbox: e2b\n")
+	same("tags, repeat, keep, sandbox and runtime", base+"tags: [a]\nrepeat: 4\nkeep: all\nsandbox: e2b\nruntime: runsc\n")
 
 	if err := os.WriteFile(file, []byte(base), 0o644); err != nil {
 		t.Fatal(err)

@@ -75,7 +75,10 @@ type Spec struct {
 	Network   Network  `json:"network"`
 	Keep      Keep     `json:"keep"`
 	// Sandbox is the backend the spec (or agent.yaml) names; empty: the run's default.
-	Sandbox        Backend `json:"sandbox,omitempty"`
+	Sandbox Backend `json:"sandbox,omitempty"`
+	// Runtime is the OCI runtime the spec (or agent.yaml) names for a local sandbox; empty: the
+	// run's default (--runtime).
+	Runtime        Runtime `json:"runtime,omitempty"`
 	ForkSetup      bool    `json:"fork_setup"`
 	StopBackground bool    `json:"stop_background"`
 	// Digest is "sha256:" and the hex digest of the spec's canonical form (see Digest).
@@ -188,6 +191,9 @@ func (c *Common) overlay(o *Common) {
 	}
 	if o.Sandbox != nil {
 		c.Sandbox = o.Sandbox
+	}
+	if o.Runtime != nil {
+		c.Runtime = o.Runtime
 	}
 	if o.Repeat != nil {
 		c.Repeat = o.Repeat
@@ -334,6 +340,7 @@ func resolve(file string, sf *SpecFile, opts *Options) (*Spec, ErrorList) {
 		Network:        deref(c.Network),
 		Keep:           deref(c.Keep),
 		Sandbox:        deref(c.Sandbox),
+		Runtime:        deref(c.Runtime),
 		ForkSetup:      deref(c.ForkSetup),
 		StopBackground: deref(c.StopBackground),
 		NamePos:        sf.namePos,

@@ -154,6 +154,14 @@ func (Backend) jsonSchema() map[string]any {
 	return map[string]any{"type": "string", "enum": enum}
 }
 
+func (Runtime) jsonSchema() map[string]any {
+	enum := []any{}
+	for _, r := range Runtimes {
+		enum = append(enum, string(r))
+	}
+	return map[string]any{"type": "string", "enum": enum}
+}
+
 func (Keep) jsonSchema() map[string]any {
 	return map[string]any{"type": "string", "enum": []any{string(KeepNone), string(KeepFailed), string(KeepAll)}}
 }

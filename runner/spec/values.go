@@ -214,6 +214,43 @@ func (x *Backend) unmarshalYAML(d *decoder, n *yaml.Node) bool {
 	return true
 }
 
+// Runtime names the OCI runtime a local sandbox runs under.
+type Runtime string
+
+// Runtimes (the names sandbox/local knows).
+const (
+	RuntimeRunc  Runtime = "runc"  // the default
+	RuntimeCrun  Runtime = "crun"  // refuses cgroup hybrid hosts with v2 controllers (agent doctor)
+	RuntimeRunsc Runtime = "runsc" // gVisor: its own kernel; network none only
+)
+
+// Runtimes lists the OCI runtimes, default first.
+var Runtimes = []Runtime{RuntimeRunc, RuntimeCrun, RuntimeRunsc}
+
+// ParseRuntime parses runc, crun or runsc.
+func ParseRuntime(s string) (Runtime, error) {
+	for _, r := range Runtimes {
+		if Runtime(s) == r {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("invalid runtime %q: want runc, crun or runsc", clip(s, 40))
+}
+
+func (x *Runtime) unmarshalYAML(d *decoder, n *yaml.Node) bool {
+	s, ok := d.scalarString(n)
+	if !ok {
+		return false
+	}
+	r, err := ParseRuntime(s)
+	if err != nil {
+		d.errorf(n, "%v", err)
+		return false
+	}
+	*x = r
+	return true
+}
+
 // Pattern is a regular expression (Go RE2 syntax) compiled when the spec is loaded.
 type Pattern struct {
 	*regexp.Regexp

@@ -92,6 +92,16 @@ func TestParseModeAndKeep(t *testing.T) {
 	if _, err := ParseKeep("failing"); err == nil {
 		t.Error("keep failing accepted")
 	}
+	for _, in := range []string{"runc", "crun", "runsc"} {
+		if r, err := ParseRuntime(in); err != nil || string(r) != in {
+			t.Errorf("runtime %q: %v", in, err)
+		}
+	}
+	for _, in := range []string{"", "RUNC", "kata", "runc ", "gvisor"} {
+		if _, err := ParseRuntime(in); err == nil || !strings.Contains(err.Error(), "want runc, crun or runsc") {
+			t.Errorf("runtime %q: %v", in, err)
+		}
+	}
 }
 
 func TestGrade(t *testing.T) {

@@ -198,7 +198,7 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if cerr != nil {
 		msg := logTail(p.log(), 2048)
 		if strings.Contains(msg, "hybrid mode not supported") {
-			msg += "\nfix: this host mixes cgroup v1 and v2 controllers, which crun refuses; run `agent doctor --fix` (or use --runtime runc)"
+			msg += "\nfix: this host mixes cgroup v1 and v2 controllers, which crun refuses; run `agent doctor --fix` (or use runc: --runtime runc, or runtime: runc in the spec)"
 		}
 		return nil, fmt.Errorf("%w\n%s", cerr, msg)
 	}

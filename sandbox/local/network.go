@@ -69,7 +69,7 @@ func (b *Backend) networkFor(mode, runtime string) (Network, error) {
 		return noneNetwork{}, nil
 	}
 	if runtime == ociruntime.Runsc {
-		return nil, fmt.Errorf("network %s is not available with runsc: gVisor's own network stack fails on this host's kernel (gVisor issue 10704, fixed in newer runsc releases) and host networking would run gVisor outside the sandbox's user namespace; use --runtime runc, or network none: %w", pol, ErrNetworkUnavailable)
+		return nil, fmt.Errorf("network %s is not available with runsc: gVisor's own network stack fails on this host's kernel (gVisor issue 10704, fixed in newer runsc releases) and host networking would run gVisor outside the sandbox's user namespace; use runc (--runtime runc, or runtime: runc in the spec), or network none: %w", pol, ErrNetworkUnavailable)
 	}
 	return policyNetwork{b: b, pol: pol}, nil
 }

@@ -42,9 +42,10 @@ func Scope(dd string) leakcheck.Scope {
 		CgroupPrefixes:        []string{cg},
 		ProcessMarkers:        []string{dd},
 		ProcessCgroupPrefixes: []string{cg},
-		DataDirs:              []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "runtime", "runc")},
-		SkipLinks:             true,
-		SkipNft:               true,
+		DataDirs: []string{filepath.Join(dd, "sandboxes"), filepath.Join(dd, "runtime", "runc"),
+			filepath.Join(dd, "runtime", "crun"), filepath.Join(dd, "runtime", "runsc")},
+		SkipLinks: true,
+		SkipNft:   true,
 		Extra: func() func() []string {
 			netRes := NetworkResources(dd)
 			return func() []string { return append(uidSlots(dd), netRes()...) }

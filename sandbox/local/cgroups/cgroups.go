@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -119,62 +121,105 @@ type Stats struct {
 	Pids int64
 }
 
-// Stats reads the counters of the group at path. Missing files read as zero.
+// Stats reads the counters of the group at path. Missing files read as zero (the group may be
+// gone, or the controller not enabled); so do malformed ones, which ReadStats reports.
 func (h *Host) Stats(path string) Stats {
-	var s Stats
-	p := filepath.Clean("/" + path)
-	if mem, ok := h.V1["memory"]; ok {
-		d := filepath.Join(mem, p)
-		s.OOMKills = keyed(filepath.Join(d, "memory.oom_control"), "oom_kill")
-		s.MemoryPeakBytes = single(filepath.Join(d, "memory.max_usage_in_bytes"))
-		s.MemoryBytes = single(filepath.Join(d, "memory.usage_in_bytes"))
-	} else if h.Unified != "" {
-		d := filepath.Join(h.Unified, p)
-		s.OOMKills = keyed(filepath.Join(d, "memory.events"), "oom_kill")
-		s.MemoryPeakBytes = single(filepath.Join(d, "memory.peak"))
-		s.MemoryBytes = single(filepath.Join(d, "memory.current"))
-	}
-	if pids, ok := h.V1["pids"]; ok {
-		d := filepath.Join(pids, p)
-		s.PidsLimitHits = keyed(filepath.Join(d, "pids.events"), "max")
-		s.Pids = single(filepath.Join(d, "pids.current"))
-	} else if h.Unified != "" {
-		d := filepath.Join(h.Unified, p)
-		s.PidsLimitHits = keyed(filepath.Join(d, "pids.events"), "max")
-		s.Pids = single(filepath.Join(d, "pids.current"))
-	}
-	if acct, ok := h.V1["cpuacct"]; ok {
-		s.CPUUsage = time.Duration(single(filepath.Join(acct, p, "cpuacct.usage")))
-	} else if h.Unified != "" {
-		s.CPUUsage = time.Duration(keyed(filepath.Join(h.Unified, p, "cpu.stat"), "usage_usec")) * time.Microsecond
-	}
+	s, _ := h.ReadStats(path)
 	return s
 }
 
-// keyed reads "key value" lines and returns key's value.
-func keyed(file, key string) int64 {
-	b, err := readBounded(file)
-	if err != nil {
+// ReadStats reads the counters of the group at path like Stats, and also returns an error naming
+// every file whose content does not parse (the counters of those read as zero).
+func (h *Host) ReadStats(path string) (Stats, error) {
+	var s Stats
+	r := &statReader{}
+	p := filepath.Clean("/" + path)
+	if mem, ok := h.V1["memory"]; ok {
+		d := filepath.Join(mem, p)
+		s.OOMKills = r.keyed(filepath.Join(d, "memory.oom_control"), "oom_kill")
+		s.MemoryPeakBytes = r.single(filepath.Join(d, "memory.max_usage_in_bytes"))
+		s.MemoryBytes = r.single(filepath.Join(d, "memory.usage_in_bytes"))
+	} else if h.Unified != "" {
+		d := filepath.Join(h.Unified, p)
+		s.OOMKills = r.keyed(filepath.Join(d, "memory.events"), "oom_kill")
+		s.MemoryPeakBytes = r.single(filepath.Join(d, "memory.peak"))
+		s.MemoryBytes = r.single(filepath.Join(d, "memory.current"))
+	}
+	if pids, ok := h.V1["pids"]; ok {
+		d := filepath.Join(pids, p)
+		s.PidsLimitHits = r.keyed(filepath.Join(d, "pids.events"), "max")
+		s.Pids = r.single(filepath.Join(d, "pids.current"))
+	} else if h.Unified != "" {
+		d := filepath.Join(h.Unified, p)
+		s.PidsLimitHits = r.keyed(filepath.Join(d, "pids.events"), "max")
+		s.Pids = r.single(filepath.Join(d, "pids.current"))
+	}
+	if acct, ok := h.V1["cpuacct"]; ok {
+		s.CPUUsage = time.Duration(r.single(filepath.Join(acct, p, "cpuacct.usage")))
+	} else if h.Unified != "" {
+		file := filepath.Join(h.Unified, p, "cpu.stat")
+		usec := r.keyed(file, "usage_usec")
+		if usec > math.MaxInt64/int64(time.Microsecond) {
+			r.errs = append(r.errs, fmt.Errorf("%s: usage_usec %d overflows a duration", file, usec))
+			usec = 0
+		}
+		s.CPUUsage = time.Duration(usec) * time.Microsecond
+	}
+	return s, errors.Join(r.errs...)
+}
+
+// statReader reads counter files, collecting what does not parse.
+type statReader struct{ errs []error }
+
+// keyed reads "key value" lines and returns key's value (0 when the file or key is missing).
+func (r *statReader) keyed(file, key string) int64 {
+	b, ok := r.read(file)
+	if !ok {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, " ")
 		if ok && k == key {
-			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n
+			return r.parse(file, v)
 		}
 	}
 	return 0
 }
 
-func single(file string) int64 {
-	b, err := readBounded(file)
-	if err != nil {
+// single reads a file holding one number.
+func (r *statReader) single(file string) int64 {
+	b, ok := r.read(file)
+	if !ok {
 		return 0
 	}
-	n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	return r.parse(file, string(b))
+}
+
+// parse reads a counter: a non-negative decimal integer.
+func (r *statReader) parse(file, v string) int64 {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err == nil && n < 0 {
+		err = fmt.Errorf("negative counter %d", n)
+	}
+	if err != nil {
+		r.errs = append(r.errs, fmt.Errorf("%s: %w", file, err))
+		return 0
+	}
 	return n
 }
+
+// read returns the file's content; a missing or unreadable file is no error (the group may be
+// gone), one larger than a counter file can be is.
+func (r *statReader) read(file string) ([]byte, bool) {
+	b, err := readBounded(file)
+	if errors.Is(err, errTooLarge) {
+		r.errs = append(r.errs, fmt.Errorf("%s: %w", file, err))
+	}
+	return b, err == nil
+}
+
+// errTooLarge: a counter file holds a few short lines; more is not one.
+var errTooLarge = errors.New("larger than a counter file")
 
 func readBounded(file string) ([]byte, error) {
 	f, err := os.Open(file)
@@ -183,11 +228,14 @@ func readBounded(file string) ([]byte, error) {
 	}
 	defer f.Close()
 	buf := make([]byte, 8192)
-	n, err := f.Read(buf)
-	if n == 0 && err != nil {
-		return nil, err
+	n, err := io.ReadFull(f, buf)
+	switch {
+	case err == nil:
+		return nil, errTooLarge
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return buf[:n], nil
 	}
-	return buf[:n], nil
+	return nil, err
 }
 
 // Remove kills every process left in the group at path (and its descendants) and removes the group

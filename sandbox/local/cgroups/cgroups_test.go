@@ -52,17 +52,24 @@ func TestKeyedParsing(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "memory.events")
 	_ = os.WriteFile(f, []byte("low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\n"), 0o644)
-	if got := keyed(f, "oom_kill"); got != 2 {
+	r := &statReader{}
+	if got := r.keyed(f, "oom_kill"); got != 2 {
 		t.Errorf("oom_kill = %d", got)
 	}
-	if got := keyed(f, "max"); got != 12 {
+	if got := r.keyed(f, "max"); got != 12 {
 		t.Errorf("max = %d", got)
 	}
-	if got := keyed(f, "absent"); got != 0 {
+	if got := r.keyed(f, "absent"); got != 0 {
 		t.Errorf("absent = %d", got)
 	}
 	_ = os.WriteFile(f, []byte("123\n"), 0o644)
-	if got := single(f); got != 123 {
+	if got := r.single(f); got != 123 {
 		t.Errorf("single = %d", got)
+	}
+	if got := r.single(filepath.Join(dir, "missing")); got != 0 {
+		t.Errorf("missing = %d", got)
+	}
+	if len(r.errs) != 0 {
+		t.Errorf("errors: %v", r.errs)
 	}
 }
