@@ -76,17 +76,31 @@ if [ -n "$key" ]; then
 fi
 unset key
 
-# Root: sandboxes need user namespaces, mounts and cgroups.
-as_root=()
+# Root: sandboxes need user namespaces, mounts and cgroups. Through sudo, agent keeps PATH, the key's
+# variable and agent's own settings (data dir, template dir, runtime, DNS) when they are set, as it
+# would running as root directly.
+as_root=() # runs agent as root
+sudo_=()   # runs a system command (apt-get, chown) as root
 if [ "$(id -u)" != 0 ]; then
   command -v sudo >/dev/null || die "agent needs root and sudo is not available"
+  for v in AGENT_DATA_DIR AGENT_TEMPLATE_DIR AGENT_RUNTIME AGENT_DNS; do
+    [ -z "${!v:-}" ] || env_keep+=("$v")
+  done
   keep=PATH
   [ "${#env_keep[@]}" -eq 0 ] || keep="$keep,$(IFS=,; echo "${env_keep[*]}")"
   as_root=(sudo "--preserve-env=$keep")
-  if ! command -v runc >/dev/null; then
-    log "installing runc"
-    sudo apt-get update -q >/dev/null && sudo apt-get install -y -q --no-install-recommends runc >/dev/null
-  fi
+  sudo_=(sudo)
+fi
+
+# The OCI runtime: installed when missing, whoever runs this (sbin directories are searched too:
+# a non-root PATH often lacks them).
+runtime=${AGENT_RUNTIME:-runc}
+case "$runtime" in runc | crun | runsc) ;; *) die "AGENT_RUNTIME must be runc, crun or runsc, got '$runtime'" ;; esac
+if ! PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" command -v "$runtime" >/dev/null; then
+  command -v apt-get >/dev/null || die "$runtime is not installed and there is no apt-get to install it"
+  log "installing $runtime"
+  { "${sudo_[@]}" apt-get update -q >/dev/null && "${sudo_[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$runtime" >/dev/null; } ||
+    die "installing $runtime failed"
 fi
 
 log "agent $mode ${args[*]} ${task_args[*]}"
@@ -94,8 +108,8 @@ rc=0
 (cd "$workspace" && "${as_root[@]}" "$agent" "$mode" "${args[@]}" "${task_args[@]}") || rc=$?
 unset AGENT_ACTION_API_KEY
 
-if [ "${#as_root[@]}" -gt 0 ] && [ -d "$out" ]; then
-  sudo chown -R "$(id -u):$(id -g)" "$out"
+if [ "${#sudo_[@]}" -gt 0 ] && [ -d "$out" ]; then
+  "${sudo_[@]}" chown -R "$(id -u):$(id -g)" "$out"
 fi
 
 summary_max=$((1000 * 1024)) # GitHub takes at most 1 MiB of summary per step

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,13 @@ type actionRun struct {
 // and an output file, the workspace as working directory.
 func runAction(t *testing.T, workspace, data string, inputs map[string]string) actionRun {
 	t.Helper()
+	return runActionAs(t, nil, agentBin, workspace, data, inputs)
+}
+
+// runActionAs is runAction as user u (nil: as this process, root) with the agent binary bin. For
+// u, the step's files (summary, outputs, its temp dir) are u's, as on a runner.
+func runActionAs(t *testing.T, u *testUser, bin, workspace, data string, inputs map[string]string) actionRun {
+	t.Helper()
 	tmp := t.TempDir()
 	summary, output := filepath.Join(tmp, "summary.md"), filepath.Join(tmp, "output")
 	for _, f := range []string{summary, output} {
@@ -79,12 +87,20 @@ func runAction(t *testing.T, workspace, data string, inputs map[string]string) a
 	if err != nil {
 		t.Fatal(err)
 	}
+	home := os.Getenv("HOME")
+	if u != nil {
+		u.own(t, tmp)
+		home = tmp
+	}
 	cmd := exec.Command("bash", script)
 	cmd.Dir = workspace
+	if u != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: []uint32{}}}
+	}
 	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"PATH=" + os.Getenv("PATH"), "HOME=" + home,
 		"GITHUB_STEP_SUMMARY=" + summary, "GITHUB_OUTPUT=" + output, "GITHUB_WORKSPACE=" + workspace,
-		"RUNNER_TEMP=" + tmp, "AGENT_BIN=" + agentBin, "AGENT_DATA_DIR=" + data,
+		"RUNNER_TEMP=" + tmp, "AGENT_BIN=" + bin, "AGENT_DATA_DIR=" + data,
 	}
 	for k, v := range inputs {
 		env = append(env, "INPUT_"+strings.ToUpper(strings.ReplaceAll(k, "-", "_"))+"="+v)

@@ -1,12 +1,15 @@
 // Package security is the security battery: attacks run inside real sandboxes as root of the
 // sandbox, each checked from inside (the attack's own outcome) and from the host (what the host
 // can observe: its files, mounts, clock, hostname, listeners, fake-internet traps, cgroup
-// counters). Every scenario runs under each runtime that works here (runc, runsc). With
-// AGENT_SECURITY_DOC set, the results table is written into that markdown file between markers.
+// counters). Every scenario runs under each runtime that works here (runc, runsc); a networked
+// scenario whose sandbox runsc refuses at create (no networking under runsc here) is recorded as
+// n/a, neither passed nor failed, and any other refusal fails. With AGENT_SECURITY_DOC set, the
+// results table is written into that markdown file between markers.
 package security
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,14 +60,50 @@ type scenario struct {
 	Exclusive bool
 	// Runtimes limits the scenario to these runtimes (default: all).
 	Runtimes []string
-	Run      func(ctx context.Context, e *env, s *local.Sandbox) outcome
+	// Control marks a positive control: the scenario checks that something works (a public host
+	// is reachable), so its row says "as expected", not "contained".
+	Control bool
+	Run     func(ctx context.Context, e *env, s *local.Sandbox) outcome
 }
+
+// verdict is a row's result.
+type verdict int
+
+const (
+	// failed: the attack was not contained, or the sandbox could not be made for a reason the
+	// battery does not accept.
+	failed verdict = iota
+	// contained: the attack was contained (or a positive control worked).
+	contained
+	// notApplicable: the runtime refused the scenario's sandbox at create because it cannot
+	// provide its network mode (runsc: no networking here). Nothing ran, so nothing was shown to
+	// be contained; such rows count neither as passes nor as failures.
+	notApplicable
+)
+
+// naNoNetwork is the result text of a row refused at create for want of networking.
+const naNoNetwork = "n/a: refused at create (no networking under runsc)"
 
 // result is one scenario's row.
 type result struct {
 	Scenario, Class, Expected, Observed, Runtime string
-	Pass                                         bool
+	Verdict                                      verdict
+	Control                                      bool
 	Neighbour                                    string
+}
+
+// text is the row's Result column.
+func (r result) text() string {
+	switch {
+	case r.Verdict == notApplicable:
+		return naNoNetwork
+	case r.Verdict == contained && r.Control:
+		return "as expected (positive control)"
+	case r.Verdict == contained:
+		return "contained"
+	default:
+		return "**FAILED**"
+	}
 }
 
 // env is what scenarios share.
@@ -207,13 +246,19 @@ func TestBattery(t *testing.T) {
 	})
 	names := map[string]bool{}
 	for _, r := range results {
-		names[r.Scenario] = true
-		if !r.Pass {
+		switch r.Verdict {
+		case contained:
+			names[r.Scenario] = true
+		case failed:
 			t.Errorf("%s [%s]: expected %s; observed %s", r.Scenario, r.Runtime, r.Expected, r.Observed)
 		}
 	}
+	// Only scenarios that ran somewhere count: a row refused at create shows nothing.
 	if len(names) < 40 {
-		t.Errorf("the battery has %d scenarios; want at least 40", len(names))
+		t.Errorf("the battery ran %d scenarios; want at least 40", len(names))
+	}
+	for _, c := range tally(results) {
+		t.Logf("%s: %d rows, %d contained, %d n/a (refused at create), %d failed", c.runtime, c.rows, c.contained, c.na, c.failed)
 	}
 	if doc := os.Getenv("AGENT_SECURITY_DOC"); doc != "" {
 		if err := writeTable(doc, results); err != nil {
@@ -224,13 +269,17 @@ func TestBattery(t *testing.T) {
 
 // runScenario creates the scenario's sandbox, runs it and kills the sandbox.
 func runScenario(ctx context.Context, t *testing.T, e *env, sc scenario, neighbour string) result {
-	r := result{Scenario: sc.Name, Class: sc.Class, Expected: sc.Expected, Runtime: e.runtime, Neighbour: neighbour}
+	r := result{Scenario: sc.Name, Class: sc.Class, Expected: sc.Expected, Runtime: e.runtime, Control: sc.Control, Neighbour: neighbour}
 	s, err := e.b.Create(ctx, local.Options{Runtime: e.runtime, Network: sc.Network, Limits: sc.Limits})
 	if err != nil {
 		r.Observed = "sandbox refused: " + clip(err.Error(), 160)
-		// A runtime that cannot provide a network mode must say so at creation: that is
-		// containment too (no sandbox runs with less isolation than asked).
-		r.Pass = sc.Network != "" && e.runtime == "runsc" && strings.Contains(err.Error(), "not available with runsc")
+		// runsc refuses networked modes at create (ErrNetworkUnavailable): correct behaviour, but
+		// the scenario did not run, so the row is n/a. Any other refusal, or this one for a
+		// scenario without networking or under another runtime, fails the battery.
+		if sc.Network != "" && e.runtime == "runsc" && errors.Is(err, local.ErrNetworkUnavailable) {
+			r.Verdict = notApplicable
+			t.Logf("%s [%s]: %s: %s", sc.Name, e.runtime, naNoNetwork, r.Observed)
+		}
 		return r
 	}
 	defer func() {
@@ -241,7 +290,10 @@ func runScenario(ctx context.Context, t *testing.T, e *env, sc scenario, neighbo
 		}
 	}()
 	o := sc.Run(ctx, e, s)
-	r.Observed, r.Pass = clip(o.Observed, 200), o.Contained
+	r.Observed = clip(o.Observed, 200)
+	if o.Contained {
+		r.Verdict = contained
+	}
 	t.Logf("%s [%s]: contained=%v: %s", sc.Name, e.runtime, o.Contained, r.Observed)
 	return r
 }
@@ -296,13 +348,13 @@ func writeTable(doc string, rs []result) error {
 	var b strings.Builder
 	b.WriteString(beginMarker + "\n\n")
 	fmt.Fprintf(&b, "Run %s on %s; %d rows.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), hostDesc(), len(rs))
-	b.WriteString("| Scenario | Class | Expected | Observed | Runtime | Result | Neighbour latency during the attack |\n|---|---|---|---|---|---|---|\n")
+	for _, c := range tally(rs) {
+		fmt.Fprintf(&b, "- %s: %d scenarios, %d ran: %d contained, %d failed; %d n/a (refused at create, not counted as passed)\n",
+			c.runtime, c.rows, c.contained+c.failed, c.contained, c.failed, c.na)
+	}
+	b.WriteString("\n| Scenario | Class | Expected | Observed | Runtime | Result | Neighbour latency during the attack |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
-		res := "contained"
-		if !r.Pass {
-			res = "**FAILED**"
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.Class, r.Expected, r.Observed, r.Runtime, res, r.Neighbour)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.Scenario, r.Class, r.Expected, r.Observed, r.Runtime, r.text(), r.Neighbour)
 	}
 	b.WriteString("\n" + endMarker)
 	old, err := os.ReadFile(doc)
@@ -317,6 +369,35 @@ func writeTable(doc string, rs []result) error {
 		text += "\n" + b.String() + "\n"
 	}
 	return os.WriteFile(doc, []byte(text), 0o644)
+}
+
+// count is one runtime's tally of rows.
+type count struct {
+	runtime                     string
+	rows, contained, failed, na int
+}
+
+// tally counts rows per runtime, in runtime order.
+func tally(rs []result) []count {
+	var cs []count
+	for _, r := range rs {
+		i := slices.IndexFunc(cs, func(c count) bool { return c.runtime == r.Runtime })
+		if i < 0 {
+			cs = append(cs, count{runtime: r.Runtime})
+			i = len(cs) - 1
+		}
+		cs[i].rows++
+		switch r.Verdict {
+		case contained:
+			cs[i].contained++
+		case notApplicable:
+			cs[i].na++
+		default:
+			cs[i].failed++
+		}
+	}
+	slices.SortFunc(cs, func(a, b count) int { return strings.Compare(a.runtime, b.runtime) })
+	return cs
 }
 
 func hostDesc() string {

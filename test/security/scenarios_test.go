@@ -494,7 +494,7 @@ except OSError as e: print("DENIED after", len(fs), e)`)
 				}
 				return ok(!leaked, "%s", out)
 			}},
-		{Name: "internet: public host reachable", Class: cNet, Expected: "reachable (positive control), DNS works", Network: "internet",
+		{Name: "internet: public host reachable", Class: cNet, Expected: "reachable (positive control), DNS works", Network: "internet", Control: true,
 			Run: func(ctx context.Context, e *env, s *local.Sandbox) outcome {
 				reached, out := curlAll(ctx, s, "http://allowed.test/")
 				return ok(len(reached) == 1, "%s", out)
