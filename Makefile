@@ -5,7 +5,7 @@ BIN := bin/agent
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 GOTEST_FLAGS ?= -count=1
-FUZZTIME ?= 5s
+FUZZTIME ?= 10s
 
 .PHONY: all build deps test test-go test-sdk test-fuzz security soak run bench proto clean
 
