@@ -56,7 +56,7 @@ func BuildAgent(dir string) (string, error) {
 // returns the exit code for os.Exit: the tests', or 1 when the build fails. A run that only lists
 // the tests builds nothing.
 func RunWithAgent(m *testing.M, bin *string) int {
-	if Listing() {
+	if Listing() || onlyFuzzing() {
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "agent-test-bin-")
@@ -89,6 +89,22 @@ func Listing() bool {
 	}
 	f := flag.Lookup("test.list")
 	return f != nil && f.Value.String() != ""
+}
+
+// onlyFuzzing tells whether the test binary runs fuzz inputs and no test: a fuzz worker, or a
+// fuzzing run with -run='^$' (as the fuzz smoke run does). Fuzz targets need no agent binary,
+// and building one in every worker ate the smoke run's short fuzz time.
+func onlyFuzzing() bool {
+	if !flag.Parsed() {
+		flag.Parse()
+	}
+	val := func(name string) string {
+		if f := flag.Lookup(name); f != nil {
+			return f.Value.String()
+		}
+		return ""
+	}
+	return val("test.fuzzworker") == "true" || val("test.fuzz") != "" && val("test.run") == "^$"
 }
 
 // RepoRoot returns the repository's top directory (where go.mod is), from a test's working
