@@ -51,8 +51,7 @@ fi
 if want eval; then
   echo "bench: agent eval against the ideal"
   {
-    printf '## agent eval: wall time against model time / concurrency (evalbench)\n\n'
-    machine
+    # evalbench writes its own heading and machine line.
     go run ./internal/cmd/evalbench -agent bin/agent
   } >"$tmp/eval.md"
   scripts/bench-section.sh evalbench "$tmp/eval.md"
