@@ -369,6 +369,19 @@ func execIn(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) er
 	return err
 }
 
+// sizedFirst wraps a terminal command so that the terminal has this terminal's size before the
+// command starts: the runtime sizes the inner terminal only after starting the command, and a
+// command that asks at once (stty size, a full-screen program) would see 0x0. Without a size to
+// give, or without stty inside, the command runs as it is.
+func sizedFirst(fd int, args []string) []string {
+	cols, rows, err := term.GetSize(fd)
+	if err != nil || cols <= 0 || rows <= 0 {
+		return args
+	}
+	return append([]string{"/bin/sh", "-c", `stty rows "$1" cols "$2" 2>/dev/null; shift 2; exec "$@"`, "sh",
+		strconv.Itoa(rows), strconv.Itoa(cols)}, args...)
+}
+
 // execCode runs the command for execIn and returns its exit status.
 func execCode(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) (int, error) {
 	b, err := lf.open(ctx, true)
@@ -393,6 +406,9 @@ func execCode(ctx context.Context, lf *localFlags, id string, o local.ExecOpts) 
 		fmt.Fprintf(os.Stderr, "sandbox %s is paused: thawed for this session (its lifetime clock stays stopped), paused again when the last session ends\n", id)
 	}
 	o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if o.TTY {
+		o.Args = sizedFirst(int(os.Stdin.Fd()), o.Args)
+	}
 	// Signals go to the command (the runtime forwards them); we only wait.
 	c, err := s.ExecCommand(context.WithoutCancel(ctx), o)
 	if err != nil {
