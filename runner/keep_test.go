@@ -140,43 +140,19 @@ checks:
   - {run: 'a=$(wc -l < /tmp/bg); sleep 1; test $(wc -l < /tmp/bg) -gt $a'}
 `)
 	out := filepath.Join(t.TempDir(), "results")
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		for rctx.Err() == nil {
-			for _, req := range srv.Requests() {
-				if req.Step == 2 {
-					time.Sleep(300 * time.Millisecond) // the background command writes a few lines
-					cancel()
-					return
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(rctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := taskResult(t, out, "long")
-	if !sum.Interrupted || first.Reason != runner.ReasonCanceled || first.Kept == nil {
-		t.Fatalf("interrupted run: %+v; result %+v", sum, first)
-	}
+	// The background command writes a few lines before the interruption.
+	first := runInterruptedAtStep2(ctx, t, b, srv, dir, out, 300*time.Millisecond)
 	report, _ := os.ReadFile(filepath.Join(out, "report.md"))
 	if !strings.Contains(string(report), first.Kept.Command) {
 		t.Errorf("report.md does not list the kept sandbox:\n%s", report)
 	}
 	requestsBefore := len(srv.Requests())
 
-	r, err = runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Resume: true, Concurrency: 1})
+	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Resume: true, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err = r.Run(ctx, b)
+	sum, err := r.Run(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,6 +259,40 @@ checks: [{file: setup.txt, contains: ""}]
 	}
 }
 
+// runInterruptedAtStep2 runs the suite in dir with keep: failed and cancels it once the model was
+// asked for step 2 (and settle has passed); it returns the interrupted task "long"'s result, which
+// must have its sandbox kept.
+func runInterruptedAtStep2(ctx context.Context, t *testing.T, b runner.Backend, srv *llmtest.Server, dir, out string, settle time.Duration) *runner.TaskResult {
+	t.Helper()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for rctx.Err() == nil {
+			for _, req := range srv.Requests() {
+				if req.Step == 2 {
+					time.Sleep(settle)
+					cancel()
+					return
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(rctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := taskResult(t, out, "long")
+	if !sum.Interrupted || first.Reason != runner.ReasonCanceled || first.Kept == nil {
+		t.Fatalf("interrupted run: %+v; result %+v", sum, first)
+	}
+	return first
+}
+
 // TestResumeAfterRebootContinuesFromFiles: a run interrupted while the model is thinking keeps the
 // task's sandbox; then its processes die the way a reboot kills them (the runtime's container
 // deleted, the sandbox's mounts gone; as TestKeptSandboxAfterReboot in sandbox/local). --resume
@@ -313,40 +323,16 @@ checks:
   - {run: '! pgrep -x sleep'}
 `)
 	out := filepath.Join(t.TempDir(), "results")
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		for rctx.Err() == nil {
-			for _, req := range srv.Requests() {
-				if req.Step == 2 {
-					cancel()
-					return
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Concurrency: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum, err := r.Run(rctx, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := taskResult(t, out, "long")
-	if !sum.Interrupted || first.Reason != runner.ReasonCanceled || first.Kept == nil {
-		t.Fatalf("interrupted run: %+v; result %+v", sum, first)
-	}
+	first := runInterruptedAtStep2(ctx, t, b, srv, dir, out, 0)
 	kept := first.Kept.ID
 	simulateReboot(ctx, t, dd, kept)
 	requestsBefore := len(srv.Requests())
 
-	r, err = runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Resume: true, Concurrency: 1})
+	r, err := runner.New(runner.Config{Specs: loadSuite(t, dir), Models: scripted(srv), Out: out, Resume: true, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum, err = r.Run(ctx, b)
+	sum, err := r.Run(ctx, b)
 	if err != nil {
 		t.Fatal(err)
 	}
