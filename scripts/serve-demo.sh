@@ -19,8 +19,8 @@ Point the SDKs at it, unmodified:
 Then, for example:
     python3 -c 'from e2b import Sandbox; s = Sandbox.create(); print(s.commands.run("uname -sr").stdout); s.kill()'
     node --input-type=module -e 'import {Sandbox} from "e2b"; const s = await Sandbox.create(); console.log((await s.commands.run("uname -sr")).stdout); await s.kill()'
-Templates "base" and "code-interpreter-v1" run on the local host template (no Jupyter); pause is not
-supported yet; sandboxes end at their timeout, when killed, or when serve stops.
+Templates "base" and "code-interpreter-v1" run on the local host template (no Jupyter); pause and
+resume work; sandboxes end at their timeout, when killed, or when serve stops.
 TEXT
 
 [ "${1:-}" = --print-only ] && exit 0
