@@ -58,9 +58,15 @@ log "example suite with $mode"
 rc=0
 bin/agent "${args[@]}" || rc=$?
 
+if [ -d "$out" ]; then
+  bin/agent report "$out" >/dev/null || log "agent report failed"
+fi
+
 log "results"
 echo "results directory: $out"
 echo "report:            $out/report.md"
+[ -f "$out/report.html" ] && echo "                   $out/report.html (open in a browser; or: bin/agent report --serve $out)"
+[ -f "$out/report.xml" ] && echo "                   $out/report.xml (JUnit)"
 echo "summary:           $out/summary.json"
 if [ -f "$out/report.md" ]; then
   echo
