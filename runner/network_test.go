@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/agentrun/agent/runner/spec"
 	"github.com/agentrun/agent/sandbox/local"
 	"github.com/agentrun/agent/sandbox/local/network"
+	"github.com/agentrun/agent/sandbox/local/ociruntime"
 )
 
 // TestNetworkModesRecorded runs three scripted tasks, one per network mode (none, internet, an
@@ -172,20 +172,23 @@ checks:
 		t.Errorf("report.md does not list the network modes:\n%s", rep)
 	}
 
-	// gVisor cannot give this host's sandboxes a network: the task asking for one is refused,
-	// never run with less.
-	if _, err := exec.LookPath("runsc"); err == nil {
+	// gVisor gives sandboxes a network only with a runsc recent enough (ociruntime.NetworkSupport);
+	// with an older one the task asking for a network is refused, never run with less.
+	if rt, err := ociruntime.New("runsc", t.TempDir()); err == nil {
 		gb, err := localbackend.Open(ctx, local.Config{DataDir: dd, Binary: agentBin, Runtime: "runsc", SkipGC: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer gb.Close()
 		n, _ := spec.ParseNetwork("allow:allowed.test")
-		if sb, err := gb.Create(ctx, runner.SandboxRequest{Template: "host", Network: n, Lifetime: time.Minute}); !errors.Is(err, local.ErrNetworkUnavailable) {
-			if sb != nil {
-				_ = sb.Kill(ctx)
-			}
-			t.Errorf("runsc with an allow-list: %v, want ErrNetworkUnavailable", err)
+		sb, err := gb.Create(ctx, runner.SandboxRequest{Template: "host", Network: n, Lifetime: time.Minute})
+		if sb != nil {
+			defer sb.Kill(ctx)
+		}
+		if nerr := rt.NetworkSupport(ctx); nerr != nil && !errors.Is(err, local.ErrNetworkUnavailable) {
+			t.Errorf("runsc (%v) with an allow-list: %v, want ErrNetworkUnavailable", nerr, err)
+		} else if nerr == nil && err != nil {
+			t.Errorf("runsc with an allow-list: %v", err)
 		}
 	}
 }

@@ -13,10 +13,11 @@ import (
 	"github.com/agentrun/agent/internal/testenv/localenv"
 	"github.com/agentrun/agent/runner"
 	"github.com/agentrun/agent/sandbox/local/cgroups"
+	"github.com/agentrun/agent/sandbox/local/ociruntime"
 )
 
 // TestSpecRuntime: a spec's runtime chooses the OCI runtime of its sandbox over the run's default
-// (runc here). A task asking for runsc runs under gVisor (its own kernel: uname says 4.4.0), one
+// (runc here). A task asking for runsc runs under gVisor (its own kernel: uname names gVisor's release), one
 // that names none under runc (the host's kernel); both pass and result.json and run.json record
 // which runtime each ran on. A task asking for crun where crun cannot run (cgroup v1 hybrid with
 // v2 controllers, as agent doctor reports) ends as error with crun's reason and the fix; where
@@ -34,10 +35,16 @@ func TestSpecRuntime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// gVisor's kernel release: 4.4.0 in older builds (Debian's), 4.19.0-gvisor in the recent ones
+	// scripts/deps.sh builds (told apart by the flags they take).
+	gvisorKernel := "4.4.0\n"
+	if rt, err := ociruntime.New("runsc", t.TempDir()); err == nil && rt.AppliesSeccompInside() {
+		gvisorKernel = "4.19.0-gvisor\n"
+	}
 	srv := llmtest.Start(t, &llmtest.Scenario{Name: "kernel", Turns: []llmtest.Turn{call("uname -r > kernel.txt"), {Content: "done"}}})
 	dir := t.TempDir()
 	for name, c := range map[string]struct{ runtime, kernel string }{
-		"gvisor":  {"runtime: runsc\n", "4.4.0\n"},
+		"gvisor":  {"runtime: runsc\n", gvisorKernel},
 		"default": {"", string(hostKernel)},
 		"crun":    {"runtime: crun\n", string(hostKernel)},
 	} {

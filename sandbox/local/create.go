@@ -42,10 +42,11 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	if err != nil {
 		return nil, err
 	}
-	netw, err := b.networkFor(o.Network, rt.Name)
+	netw, err := b.networkFor(ctx, o.Network, rt)
 	if err != nil {
 		return nil, err
 	}
+	rt = rt.WithNetwork(runtimeNetwork(netw))
 	// Without --preserve-fds (runsc), envd makes its socket inside (see envdsock.go).
 	viaSandbox := !rt.SupportsPreserveFDs()
 	t0 := time.Now()
@@ -153,6 +154,9 @@ func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbo
 	}
 	mark("network")
 	opts := b.specOpts(rec, tpl, o, netnsPath)
+	if rt.AppliesSeccompInside() {
+		opts = append(opts, ocispec.WithSeccompClone3Allowed())
+	}
 	if viaSandbox {
 		if err := prepareEnvdSockDir(p, rec.UIDBase); err != nil {
 			return nil, err

@@ -97,7 +97,7 @@ func (b *Backend) destroy(ctx context.Context, p paths, rec *Record) error {
 			errs = append(errs, err)
 		}
 	}
-	if netw, err := b.networkFor(rec.Network, ""); err == nil {
+	if netw, err := b.networkFor(ctx, rec.Network, nil); err == nil {
 		if err := netw.Teardown(ctx, rec.ID); err != nil {
 			errs = append(errs, err)
 		}

@@ -130,7 +130,7 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 	}
 	usable := []string{}
 	for _, name := range ociruntime.Names() {
-		bin, err := exec.LookPath(name)
+		bin, err := ociruntime.LookPath(name)
 		if err != nil {
 			sev := Warn
 			if name == DefaultRuntime {
@@ -144,7 +144,11 @@ func Doctor(ctx context.Context, o DoctorOptions) []Check {
 		switch {
 		case name == ociruntime.Runsc:
 			// No --preserve-fds: envd makes its socket in a host-bound directory (--host-uds=create).
-			add("runtime "+name, OK, v+" (ptrace platform; envd's socket through --host-uds)", "")
+			netw := "networked modes: yes"
+			if err := rt.NetworkSupport(ctx); err != nil {
+				netw = "networked modes: no (" + err.Error() + ")"
+			}
+			add("runtime "+name, OK, v+" (ptrace platform; envd's socket through --host-uds; "+netw+")", "")
 			usable = append(usable, name)
 		case name == ociruntime.Crun && h != nil && h.Mode == cgroups.Hybrid && len(h.UnifiedControllers) > 0:
 			add("runtime "+name, Warn, fmt.Sprintf("%s: refuses cgroup hybrid mode while controllers %v sit on the v2 hierarchy", v, h.UnifiedControllers),

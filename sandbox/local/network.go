@@ -58,9 +58,19 @@ func (n policyNetwork) Teardown(ctx context.Context, id string) error {
 	return n.b.net.Teardown(ctx, id)
 }
 
-// networkFor returns the network of a mode (netpolicy form) under a runtime ("" when only
+// netnsNetwork is a networked mode for runsc: gVisor's network stack takes over the interfaces
+// of the namespace it is created in, so the namespace is made, linked and configured before the
+// runtime runs (Attach has nothing left to do). The host side is the same as under runc.
+type netnsNetwork struct{ policyNetwork }
+
+func (n netnsNetwork) Setup(ctx context.Context, id string) (string, error) {
+	return n.b.net.SetupNetns(ctx, id, n.b.paths(id).dir, n.pol)
+}
+func (netnsNetwork) Attach(context.Context, string, int) error { return nil }
+
+// networkFor returns the network of a mode (netpolicy form) under a runtime (nil when only
 // tearing down).
-func (b *Backend) networkFor(mode, runtime string) (Network, error) {
+func (b *Backend) networkFor(ctx context.Context, mode string, rt *ociruntime.Runtime) (Network, error) {
 	pol, err := netpolicy.Parse(mode)
 	if err != nil {
 		return nil, err
@@ -68,10 +78,22 @@ func (b *Backend) networkFor(mode, runtime string) (Network, error) {
 	if !pol.Networked() {
 		return noneNetwork{}, nil
 	}
-	if runtime == ociruntime.Runsc {
-		return nil, fmt.Errorf("network %s is not available with runsc: gVisor's own network stack fails on this host's kernel (gVisor issue 10704, fixed in newer runsc releases) and host networking would run gVisor outside the sandbox's user namespace; use runc (--runtime runc, or runtime: runc in the spec), or network none: %w", pol, ErrNetworkUnavailable)
+	if rt != nil && rt.Name == ociruntime.Runsc {
+		if err := rt.NetworkSupport(ctx); err != nil {
+			return nil, fmt.Errorf("network %s is not available with this runsc: %v; use runc (--runtime runc, or runtime: runc in the spec), or network none: %w", pol, err, ErrNetworkUnavailable)
+		}
+		return netnsNetwork{policyNetwork{b: b, pol: pol}}, nil
 	}
 	return policyNetwork{b: b, pol: pol}, nil
+}
+
+// runtimeNetwork is the runtime's network mode for a sandbox's network: runsc runs its own
+// stack on the sandbox's link when it has one.
+func runtimeNetwork(n Network) string {
+	if _, ok := n.(netnsNetwork); ok {
+		return ociruntime.NetSandbox
+	}
+	return ociruntime.NetNone
 }
 
 // networkManager builds the network manager of a backend.

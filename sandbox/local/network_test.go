@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -10,11 +11,13 @@ import (
 
 	"github.com/agentrun/agent/internal/fakenet"
 	"github.com/agentrun/agent/sandbox/local"
+	"github.com/agentrun/agent/sandbox/local/ociruntime"
 )
 
-// TestNetworkModes runs real sandboxes (runc) in each network mode against the fake internet:
-// the sandbox's own tools (getent, curl) resolve and connect as the policy allows, and the
-// network is gone with the sandbox.
+// TestNetworkModes runs real sandboxes in each network mode against the fake internet, under runc
+// and, when its build can (see ociruntime.NetworkSupport), under runsc with gVisor's network stack
+// on the same link: the sandbox's own tools (getent, curl) resolve and connect as the policy
+// allows, and the network is gone with the sandbox. A runsc that cannot must refuse.
 func TestNetworkModes(t *testing.T) {
 	requireRoot(t)
 	in := fakenet.New(t)
@@ -24,6 +27,25 @@ func TestNetworkModes(t *testing.T) {
 		c.Network.Upstreams = []netip.AddrPort{in.Upstream()}
 	})
 	ctx := ctxT(t, 5*time.Minute)
+	runtimes := []string{"runc"}
+	if rt, err := ociruntime.New("runsc", t.TempDir()); err == nil {
+		if err := rt.NetworkSupport(ctx); err == nil {
+			runtimes = append(runtimes, "runsc")
+		} else {
+			t.Run("runsc refuses networked modes", func(t *testing.T) {
+				_, err := b.Create(ctx, local.Options{Network: "internet", Runtime: "runsc"})
+				if !errors.Is(err, local.ErrNetworkUnavailable) {
+					t.Fatalf("runsc internet: %v", err)
+				}
+			})
+		}
+	}
+	for _, rt := range runtimes {
+		t.Run(rt, func(t *testing.T) { testNetworkModes(t, ctx, b, in, rt) })
+	}
+}
+
+func testNetworkModes(t *testing.T, ctx context.Context, b *local.Backend, in *fakenet.Internet, rt string) {
 	curl := func(s *local.Sandbox, url string) (string, int) {
 		out, code, err := s.Output(ctx, "root", "curl", "-fsS", "--max-time", "5", url)
 		if err != nil {
@@ -31,9 +53,8 @@ func TestNetworkModes(t *testing.T) {
 		}
 		return out, code
 	}
-
 	t.Run("none", func(t *testing.T) {
-		s := mustCreate(t, ctx, b, local.Options{Network: "none"})
+		s := mustCreate(t, ctx, b, local.Options{Network: "none", Runtime: rt})
 		out, _, _ := s.Output(ctx, "root", "cat", "/sys/class/net/eth0/address")
 		if !strings.Contains(out, "No such file") {
 			t.Fatalf("none has an eth0: %q", out)
@@ -43,7 +64,7 @@ func TestNetworkModes(t *testing.T) {
 		}
 	})
 	t.Run("internet", func(t *testing.T) {
-		s := mustCreate(t, ctx, b, local.Options{Network: "internet"})
+		s := mustCreate(t, ctx, b, local.Options{Network: "internet", Runtime: rt})
 		out, code := curl(s, "http://allowed.test/")
 		if code != 0 || !strings.Contains(out, "hello from 203.0.113.10") {
 			t.Fatalf("curl allowed.test: exit %d %q", code, out)
@@ -70,7 +91,7 @@ func TestNetworkModes(t *testing.T) {
 		}
 	})
 	t.Run("allow", func(t *testing.T) {
-		s := mustCreate(t, ctx, b, local.Options{Network: "allow:allowed.test"})
+		s := mustCreate(t, ctx, b, local.Options{Network: "allow:allowed.test", Runtime: rt})
 		if out, code := curl(s, "http://allowed.test/"); code != 0 {
 			t.Fatalf("allowed: exit %d %q", code, out)
 		}
@@ -83,12 +104,6 @@ func TestNetworkModes(t *testing.T) {
 		rep, err := s.NetworkReport(ctx)
 		if err != nil || len(rep.Refused) < 2 {
 			t.Fatalf("report %+v %v", rep, err)
-		}
-	})
-	t.Run("runsc refuses networked modes", func(t *testing.T) {
-		_, err := b.Create(ctx, local.Options{Network: "internet", Runtime: "runsc"})
-		if !errors.Is(err, local.ErrNetworkUnavailable) {
-			t.Fatalf("runsc internet: %v", err)
 		}
 	})
 }

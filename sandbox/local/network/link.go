@@ -198,6 +198,11 @@ func attachPeer(st *state, pid int) error {
 		return fmt.Errorf("opening the network namespace of %d: %w", pid, err)
 	}
 	defer ns.Close()
+	return attachPeerNs(st, ns)
+}
+
+// attachPeerNs moves the peer into ns as eth0 and configures it.
+func attachPeerNs(st *state, ns netns.NsHandle) error {
 	peer, err := netlink.LinkByName(st.PeerIf)
 	if err != nil {
 		return fmt.Errorf("finding veth peer %s: %w", st.PeerIf, err)
@@ -264,4 +269,57 @@ func InNetns(ns netns.NsHandle, f func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// makeNetns creates a network namespace that lives as long as a bind mount of it at path (an
+// empty file made here). The creating thread switches back to its own namespace; if it cannot,
+// it stays locked and dies with its goroutine.
+func makeNetns(path string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating the namespace file: %w", err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New() // unshares this thread into the new namespace
+		if err != nil {
+			errc <- fmt.Errorf("creating a network namespace: %w", err)
+			return
+		}
+		merr := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", int(ns)), path, "", unix.MS_BIND, "")
+		ns.Close()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(merr, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		if merr != nil {
+			merr = fmt.Errorf("pinning the network namespace at %s: %w", path, merr)
+		}
+		errc <- merr
+	}()
+	if err := <-errc; err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	return nil
+}
+
+// removeNetns unmounts and removes a namespace file made by makeNetns; a missing file is fine.
+func removeNetns(path string) error {
+	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting the network namespace %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", path, err)
+	}
+	return nil
 }

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vishvananda/netns"
+
 	"github.com/agentrun/agent/sandbox/local/network/egress"
 	"github.com/agentrun/agent/sandbox/netpolicy"
 )
@@ -116,6 +118,7 @@ func tableName(id string) string                  { return "agent_" + id }
 func hostIfName(id string) string                 { return "ag" + id[:min(len(id), 13)] }
 func peerIfName(id string) string                 { return "ap" + id[:min(len(id), 13)] }
 func (m *Manager) helperLogPath(id string) string { return filepath.Join(m.dir(id), "helper.log") }
+func (m *Manager) netnsPath(id string) string     { return filepath.Join(m.dir(id), "netns") }
 
 func (m *Manager) writeState(st *state) error {
 	b, err := json.MarshalIndent(st, "", "  ")
@@ -194,6 +197,44 @@ func (m *Manager) Setup(ctx context.Context, id, owner string, pol netpolicy.Pol
 	return m.writeState(st)
 }
 
+// SetupNetns is Setup for runtimes that read the sandbox's interfaces when they create it (runsc
+// with its own network stack takes over the interfaces it finds in the namespace it is given):
+// it also makes a network namespace pinned under the run directory, moves the sandbox's end of
+// the link into it and configures it as Attach would, and returns its path for the runtime's
+// spec. Attach is then not called; Teardown removes the namespace.
+func (m *Manager) SetupNetns(ctx context.Context, id, owner string, pol netpolicy.Policy) (path string, err error) {
+	if !pol.Networked() {
+		return "", nil
+	}
+	if err := m.Setup(ctx, id, owner, pol); err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			if terr := m.Teardown(context.WithoutCancel(ctx), id); terr != nil {
+				m.log.Error("undoing a failed network setup", "id", id, "err", terr)
+			}
+		}
+	}()
+	st, err := m.readState(id)
+	if err != nil {
+		return "", fmt.Errorf("network of sandbox %s: %w", id, err)
+	}
+	path = m.netnsPath(id)
+	if err := makeNetns(path); err != nil {
+		return "", err
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return "", fmt.Errorf("opening the network namespace %s: %w", path, err)
+	}
+	defer ns.Close()
+	if err := attachPeerNs(st, ns); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
 // Attach moves the sandbox's end of the link into the network namespace of pid (the sandbox's
 // init, created but not yet started) and configures it: eth0 with the sandbox's address, a
 // default route through the host end, no IPv6.
@@ -225,6 +266,9 @@ func (m *Manager) Teardown(ctx context.Context, id string) error {
 		errs = append(errs, err)
 	}
 	if err := deleteLinks(st); err != nil {
+		errs = append(errs, err)
+	}
+	if err := removeNetns(m.netnsPath(id)); err != nil {
 		errs = append(errs, err)
 	}
 	if st.Slot >= 0 {

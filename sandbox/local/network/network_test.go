@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -551,3 +552,57 @@ func TestSweepReclaimsCrashedSandbox(t *testing.T) {
 func filepathRunDir(m *network.Manager) string { return m.RunDir() }
 
 var _ = errors.New
+
+// TestSetupNetns: the pre-made namespace (runsc's path) holds the sandbox's link configured as
+// Attach would, works like an attached one (DNS through the gateway, the fake internet through
+// the same rules), and is gone, with its pinning mount, after Teardown.
+func TestSetupNetns(t *testing.T) {
+	requireRoot(t)
+	checkNoLeaks(t)
+	in := fakenet.New(t)
+	m := newManager(t, in)
+	pol, err := netpolicy.Parse("internet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("n%015d", time.Now().UnixNano()%1e15)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	path, err := m.SetupNetns(ctx, id, t.TempDir(), pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := false
+	t.Cleanup(func() {
+		if !torn {
+			_ = m.Teardown(context.Background(), id)
+		}
+	})
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeSandbox{id: id, ns: ns}
+	if resp, err := s.resolve(t, m, "other.test", dns.TypeA); err != nil || len(resp.Answer) != 1 {
+		t.Fatalf("resolve: %v %v", resp, err)
+	}
+	body, err := s.get(t, in, fakenet.Allowed.String()+":80", "", "allowed.test")
+	if err != nil || !strings.Contains(body, "hello from 203.0.113.10") {
+		t.Fatalf("GET public host: %q %v", body, err)
+	}
+	ns.Close()
+	if err := m.Teardown(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	torn = true
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("namespace file after teardown: %v", err)
+	}
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mi), path) {
+		t.Fatalf("namespace mount %s survived teardown", path)
+	}
+}

@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,38 +39,139 @@ type Runtime struct {
 	Binary string
 	// Root is the runtime's state directory (--root).
 	Root string
+	// extra are global flags this build of the runtime takes (see probeRunsc).
+	extra []string
+	// network is runsc's network mode (see WithNetwork).
+	network string
 }
 
-// New finds the runtime's binary on PATH.
+// WithNetwork returns a copy of the runtime that runs runsc's network in mode (NetNone or
+// NetSandbox). runsc reads it from the command line of each call (create and start both set the
+// sandbox's network up), so the same mode must be used for both. Other runtimes ignore it: they
+// use the namespace the spec names as it is.
+func (r *Runtime) WithNetwork(mode string) *Runtime {
+	c := *r
+	c.network = mode
+	return &c
+}
+
+// RunscDir is where scripts/deps.sh installs a runsc built from a recent gVisor (distribution
+// packages can be too old for this kernel's network namespaces); New prefers it to PATH.
+const RunscDir = "/usr/local/lib/agent/runsc"
+
+// New finds the runtime's binary (runsc: in RunscDir, else on PATH; others: on PATH).
 func New(name, root string) (*Runtime, error) {
 	switch name {
 	case Runc, Crun, Runsc:
 	default:
 		return nil, fmt.Errorf("unknown OCI runtime %q (want one of %v)", name, Names())
 	}
-	bin, err := exec.LookPath(name)
+	bin, err := LookPath(name)
 	if err != nil {
 		return nil, fmt.Errorf("OCI runtime %s is not installed (on Debian/Ubuntu: apt-get install %s): %w", name, pkgOf(name), err)
 	}
 	if err := os.MkdirAll(root, 0o700); err != nil {
 		return nil, fmt.Errorf("creating runtime state dir: %w", err)
 	}
-	return &Runtime{Name: name, Binary: bin, Root: root}, nil
+	r := &Runtime{Name: name, Binary: bin, Root: root}
+	if name == Runsc {
+		r.extra = probeRunsc(bin)
+	}
+	return r, nil
+}
+
+// probeRunsc returns the global flags a recent runsc build needs to behave as the sandboxes
+// expect (older builds, which do not know the first flag, behave so without them):
+//   - --gofer-network-namespace=new: recent builds pin a shared empty network namespace for their
+//     gofers with a bind mount in the state directory, which would outlive every sandbox; this
+//     gives each gofer its own (the same isolation, no mount left behind);
+//   - --overlay2=none: recent builds put an overlay of their own over the root filesystem, which
+//     makes the template's read-only host directories writable inside (writes land in a file in
+//     the rootfs, outside the disk quota's accounting of files); the backend's own overlay
+//     rootfs already gives the sandbox a writable, quota-bound root;
+//   - --oci-seccomp: recent builds implement more of Linux in their own kernel (user namespaces
+//     with mounts, keyrings); applying the spec's seccomp profile inside too keeps the syscall
+//     surface the same as under runc.
+func probeRunsc(bin string) []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	flags := []string{"--gofer-network-namespace=new", "--overlay2=none", "--oci-seccomp"}
+	if exec.CommandContext(ctx, bin, append(slices.Clone(flags), "--version")...).Run() == nil {
+		return flags
+	}
+	return nil
 }
 
 func pkgOf(name string) string { return name }
+
+// LookPath finds a runtime's binary as New does.
+func LookPath(name string) (string, error) {
+	if name == Runsc {
+		p := filepath.Join(RunscDir, Runsc)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return exec.LookPath(name)
+}
 
 // global returns the global flags.
 func (r *Runtime) global() []string {
 	args := []string{"--root", r.Root}
 	if r.Name == Runsc {
-		// ptrace works everywhere (no KVM needed); gVisor's own network stack is off (it fails on
-		// kernels ≥ 6.11 with this runsc, gVisor issue 10704), so sandboxes get loopback only.
-		// --host-uds=create lets envd make its socket in a directory bound from the host (runsc
-		// cannot pass a listening socket in); connecting to host sockets stays forbidden.
-		args = append(args, "--platform=ptrace", "--network=none", "--host-uds=create")
+		network := r.network
+		if network == "" {
+			network = NetNone
+		}
+		// ptrace works everywhere (no KVM needed). --host-uds=create lets envd make its socket
+		// in a directory bound from the host (runsc cannot pass a listening socket in);
+		// connecting to host sockets stays forbidden.
+		args = append(args, "--platform=ptrace", "--network="+network, "--host-uds=create")
+		args = append(args, r.extra...)
 	}
 	return args
+}
+
+// AppliesSeccompInside tells whether the runtime applies the spec's seccomp profile in its own
+// kernel (runsc with --oci-seccomp), where every denied call fails with EPERM whatever errno the
+// profile names (see ocispec.WithSeccompClone3Allowed).
+func (r *Runtime) AppliesSeccompInside() bool { return slices.Contains(r.extra, "--oci-seccomp") }
+
+// runsc network modes (its --network flag).
+const (
+	// NetNone: loopback only, no interface of the namespace is used.
+	NetNone = "none"
+	// NetSandbox: gVisor's own network stack takes over the interfaces it finds in the
+	// sandbox's network namespace when the sandbox is created.
+	NetSandbox = "sandbox"
+)
+
+// minRunscNetstack is the oldest gVisor build date whose network stack works in network
+// namespaces of kernels ≥ 6.11 (gVisor issue 10704, fixed in August 2024; a margin added).
+const minRunscNetstack = 20241001
+
+var buildDate = regexp.MustCompile(`\b(20\d{6})`)
+
+// NetworkSupport tells whether the runtime can give a sandbox a network interface; for runsc
+// it reads the build date from its version (distribution builds name it, builds from
+// scripts/deps.sh carry their module version) and refuses builds older than the fix of gVisor
+// issue 10704 or without a date. The error says why not.
+func (r *Runtime) NetworkSupport(ctx context.Context) error {
+	if r.Name != Runsc {
+		return nil
+	}
+	v, err := r.Version(ctx)
+	if err != nil {
+		return err
+	}
+	m := buildDate.FindStringSubmatch(v)
+	if m == nil {
+		return fmt.Errorf("runsc at %s (%q) has no build date: cannot tell whether its network stack works on this kernel (gVisor issue 10704); install one with scripts/deps.sh", r.Binary, v)
+	}
+	if d, _ := strconv.Atoi(m[1]); d < minRunscNetstack {
+		return fmt.Errorf("runsc at %s (%q) is older than %d: its network stack fails on kernels from 6.11 (gVisor issue 10704); install a newer one with scripts/deps.sh", r.Binary, v, minRunscNetstack)
+	}
+	return nil
 }
 
 // SupportsPreserveFDs tells whether the runtime can pass extra file descriptors to the container's

@@ -154,6 +154,32 @@ func WithSeccompDefault() Opt {
 	}
 }
 
+// WithSeccompClone3Allowed lets clone3 through the seccomp profile (set after it). For runsc,
+// which applies the profile inside its own kernel (--oci-seccomp) but returns EPERM for every
+// denied call, ignoring the profile's ENOSYS for clone3: glibc falls back to clone only on ENOSYS,
+// so threads could not be made at all. clone3's flags (namespaces) then reach gVisor's kernel,
+// not the host's.
+func WithSeccompClone3Allowed() Opt {
+	return func(s *specs.Spec) error {
+		if s.Linux == nil || s.Linux.Seccomp == nil {
+			return fmt.Errorf("seccomp: set the profile before allowing clone3")
+		}
+		sc := s.Linux.Seccomp
+		var kept []specs.LinuxSyscall
+		for _, r := range sc.Syscalls {
+			if r.Action != specs.ActAllow {
+				r.Names = slices.DeleteFunc(slices.Clone(r.Names), func(n string) bool { return n == "clone3" })
+				if len(r.Names) == 0 {
+					continue
+				}
+			}
+			kept = append(kept, r)
+		}
+		sc.Syscalls = append(kept, specs.LinuxSyscall{Names: []string{"clone3"}, Action: specs.ActAllow})
+		return nil
+	}
+}
+
 // Moby's masked and read-only paths: kernel interfaces a sandbox must neither read nor change.
 var (
 	maskedPaths = []string{

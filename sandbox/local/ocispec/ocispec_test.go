@@ -187,3 +187,29 @@ func TestWriteIsValidJSONWithOldSpecVersion(t *testing.T) {
 		t.Error("empty args accepted")
 	}
 }
+
+// TestSeccompClone3Allowed: clone3 leaves every non-allow rule and is allowed; the other rules
+// (unshare, keyctl denied) stay as they were.
+func TestSeccompClone3Allowed(t *testing.T) {
+	if _, err := New(WithSeccompClone3Allowed()); err == nil {
+		t.Error("clone3 allowed before a profile was set")
+	}
+	s, err := New(WithCapabilities(DefaultCapabilities()), WithSeccompDefault(), WithSeccompClone3Allowed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, r := range s.Linux.Seccomp.Syscalls {
+		for _, n := range r.Names {
+			if n == "clone3" && r.Action != specs.ActAllow {
+				t.Errorf("clone3 still in a %s rule", r.Action)
+			}
+			if r.Action == specs.ActAllow && len(r.Args) == 0 {
+				allowed[n] = true
+			}
+		}
+	}
+	if !allowed["clone3"] || allowed["unshare"] || allowed["keyctl"] || !allowed["read"] {
+		t.Errorf("allowed: clone3 %v unshare %v keyctl %v read %v", allowed["clone3"], allowed["unshare"], allowed["keyctl"], allowed["read"])
+	}
+}
