@@ -26,7 +26,7 @@ type Common struct {
 	Network        *Network    `yaml:"network,omitempty" doc:"Network policy: none (loopback only, the default), internet (public addresses only), or {allow: [domains, *.wildcards, IPs, CIDRs]}."`
 	Keep           *Keep       `yaml:"keep,omitempty" doc:"Keep the sandbox (paused) after the task for inspection: none (default), failed or all."`
 	Sandbox        *Backend    `yaml:"sandbox,omitempty" doc:"Sandbox backend: local (OCI sandboxes on this machine), e2b or novita (their cloud, or any server with their API such as agent serve). Default: the run's --sandbox (local)."`
-	Runtime        *Runtime    `yaml:"runtime,omitempty" doc:"OCI runtime of a local sandbox: runc, crun or runsc (gVisor; network none only). Default: the run's --runtime (runc). Only the local backend can honour it."`
+	Runtime        *Runtime    `yaml:"runtime,omitempty" doc:"OCI runtime of a local sandbox: runc, crun or runsc (gVisor; networked modes need a recent runsc, as scripts/deps.sh builds). Default: the run's --runtime (runc). Only the local backend can honour it."`
 	Repeat         *int        `yaml:"repeat,omitempty" min:"1" max:"1000" doc:"Number of epochs: the task runs this many times, each in a fresh sandbox. Default: 1."`
 	Artifacts      []string    `yaml:"artifacts,omitempty" doc:"Globs (relative to the workdir, ** allowed) of the files collected after the task. Default: every file created or changed under the workdir."`
 	ForkSetup      *bool       `yaml:"fork_setup,omitempty" doc:"With repeat > 1 and setup: run setup once, snapshot the sandbox and fork one sandbox per epoch. Default: true (where the sandbox backend can snapshot)."`

@@ -221,7 +221,7 @@ type Runtime string
 const (
 	RuntimeRunc  Runtime = "runc"  // the default
 	RuntimeCrun  Runtime = "crun"  // refuses cgroup hybrid hosts with v2 controllers (agent doctor)
-	RuntimeRunsc Runtime = "runsc" // gVisor: its own kernel; network none only
+	RuntimeRunsc Runtime = "runsc" // gVisor: its own kernel; networked modes need a recent runsc
 )
 
 // Runtimes lists the OCI runtimes, default first.
