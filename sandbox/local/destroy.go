@@ -237,5 +237,6 @@ func (b *Backend) GCWith(ctx context.Context, o GCOptions) (*GCReport, error) {
 			}
 		}
 	}
+	b.removeIdleCgroupParent(ctx)
 	return rep, errors.Join(errs...)
 }

@@ -211,3 +211,36 @@ func lockHolders(dir string) []string {
 	}
 	return out
 }
+
+// TestKillElsewhereDropsCgroupParent: a sandbox killed by another backend on the same
+// data dir (as `agent sandbox kill` in another process does), whose creator never closes, leaves
+// no cgroup behind: the data dir's cgroup parent goes with its last sandbox, in every hierarchy.
+func TestKillElsewhereDropsCgroupParent(t *testing.T) {
+	dd := tempDataDir(t)
+	localenv.CheckLeaks(t, dd)
+	creator := newBackendAt(t, dd, nil)
+	ctx := ctxT(t, 2*time.Minute)
+	s, err := creator.Create(ctx, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := creator.CgroupParent()
+	var present []string
+	for _, d := range creator.Cgroups().Dirs(parent) {
+		if _, err := os.Stat(d); err == nil {
+			present = append(present, d)
+		}
+	}
+	if len(present) == 0 {
+		t.Fatalf("no cgroup parent %s while a sandbox runs", parent)
+	}
+	other := newBackendAt(t, dd, nil)
+	if err := other.Kill(ctx, s.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range present {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("cgroup parent %s left after its last sandbox was killed: %v", d, err)
+		}
+	}
+}

@@ -487,7 +487,11 @@ func (b *Backend) Kill(ctx context.Context, id string) error {
 	if s != nil {
 		return s.Kill(ctx)
 	}
-	return b.destroyByID(ctx, id)
+	// Another process's sandbox (agent sandbox kill): this backend's Close may never come, so the
+	// data dir's cgroup parent goes now if that was its last sandbox.
+	err = b.destroyByID(ctx, id)
+	b.removeIdleCgroupParent(ctx)
+	return err
 }
 
 // Close kills the sandboxes this backend owns (pooled and created) and stops the pool.
