@@ -32,6 +32,9 @@ const envdTokenEnv = "AGENT_ENVD_ACCESS_TOKEN"
 
 // create builds a sandbox step by step; on any failure everything done so far is undone.
 func (b *Backend) create(ctx context.Context, o Options, phase Phase) (_ *Sandbox, err error) {
+	if err := b.checkSocketRoom(); err != nil {
+		return nil, err
+	}
 	if o.Network == "" {
 		o.Network = NetworkNone
 	}

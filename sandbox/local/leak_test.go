@@ -244,3 +244,20 @@ func TestKillElsewhereDropsCgroupParent(t *testing.T) {
 		}
 	}
 }
+
+// TestDataDirTooLongForSockets: in a data dir so deep that the sandboxes' unix socket paths would
+// not fit, a create is refused with ErrInvalid and the fix, before it makes anything, instead of
+// failing with a bare EINVAL from bind.
+func TestDataDirTooLongForSockets(t *testing.T) {
+	dd := tempDataDir(t)
+	deep := filepath.Join(dd, strings.Repeat("d", 80))
+	localenv.CheckLeaks(t, deep)
+	b := newBackendAt(t, deep, nil)
+	_, err := b.Create(ctxT(t, time.Minute), local.Options{})
+	if !errors.Is(err, sandbox.ErrInvalid) || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("create in a %d-byte data dir: %v; want ErrInvalid naming --data-dir", len(deep), err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(deep, "sandboxes")); len(ents) != 0 {
+		t.Errorf("the refused create left %d entries", len(ents))
+	}
+}

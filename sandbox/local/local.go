@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -311,6 +312,21 @@ func checkTraversable(dir string) error {
 
 // Templates is the backend's template store.
 func (b *Backend) Templates() *template.Store { return b.templates }
+
+// maxSocketPath is the longest path a unix socket can be bound at (sun_path less its NUL).
+const maxSocketPath = 107
+
+// checkSocketRoom refuses a data dir so deep that its sandboxes' unix sockets would not fit, with
+// the fix, instead of a bare EINVAL from bind in the middle of a create.
+func (b *Backend) checkSocketRoom() error {
+	sock := filepath.Join(b.paths(strings.Repeat("x", 16)).envdSockDir(), "envd.sock")
+	if len(sock) <= maxSocketPath {
+		return nil
+	}
+	dd := b.cfg.DataDir
+	return fmt.Errorf("data dir %s is too long: its sandboxes' sockets would need %d bytes, a unix socket path holds %d; use a data dir of at most %d bytes (--data-dir): %w",
+		dd, len(sock), maxSocketPath, maxSocketPath-(len(sock)-len(dd)), sandbox.ErrInvalid)
+}
 
 // CgroupParentFor returns the cgroup under which the sandboxes of a data directory (absolute path)
 // live. It is unique per data directory, so GC of one never touches another's sandboxes.
